@@ -1,0 +1,159 @@
+//! One shard's HTTP front: its SO_REUSEPORT acceptor, its connections, its graceful stop.
+//!
+//! Everything here runs on the shard's own pinned thread; `ShardCtx` is what every connection
+//! task of the shard shares (through `Rc`, never across threads).
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::{future, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::Gate;
+use glommio::timer::Timer;
+use tracing::{debug, warn};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::http::conn;
+use crate::http::error::HttpError;
+use crate::http::response::Response;
+use crate::metrics::ShardMetrics;
+use crate::server::stop::StopEvent;
+
+/// How often a shard looks at the process-wide stop flag set by the signal thread.
+const STOP_POLL_MS: u64 = 20;
+
+/// What the tasks of one shard share.
+pub struct ShardCtx {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub metrics: Arc<ShardMetrics>,
+    /// Every shard's counters, for /metrics.
+    pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
+    /// Fired once when a graceful shutdown starts.
+    pub stop: StopEvent,
+    open_connections: Cell<usize>,
+}
+
+impl ShardCtx {
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
+    ) -> ShardCtx {
+        ShardCtx {
+            id,
+            config,
+            metrics: all_metrics[id].clone(),
+            all_metrics,
+            stop: StopEvent::default(),
+            open_connections: Cell::new(0),
+        }
+    }
+}
+
+/// Binds the shard's listener. Separate from `serve` so start-up can report bind errors before
+/// any shard serves.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(std::io::Error::from)
+}
+
+/// Accepts and serves connections until `stop_flag` is raised, then drains: the listener is
+/// closed, idle connections end, in-flight requests get `shutdown_grace_ms` to finish.
+pub async fn serve(ctx: Rc<ShardCtx>, listener: TcpListener, stop_flag: Arc<AtomicBool>) {
+    glommio::spawn_local(watch_stop_flag(ctx.clone(), stop_flag)).detach();
+    let gate = Gate::new();
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            ctx.stop.wait().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => admit(&ctx, &gate, stream),
+            Some(Err(e)) => {
+                // EMFILE and friends: back off a little instead of spinning on the error.
+                warn!(shard = ctx.id, error = %e, "accept failed");
+                Timer::new(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    drop(listener);
+    drain(&ctx, &gate).await;
+}
+
+async fn watch_stop_flag(ctx: Rc<ShardCtx>, stop_flag: Arc<AtomicBool>) {
+    while !stop_flag.load(Ordering::Acquire) {
+        Timer::new(Duration::from_millis(STOP_POLL_MS)).await;
+    }
+    ctx.stop.fire();
+}
+
+fn admit(ctx: &Rc<ShardCtx>, gate: &Gate, stream: TcpStream) {
+    ShardMetrics::add(&ctx.metrics.connections_accepted, 1);
+    let limit = ctx.config.http.connections_per_shard_max;
+    if ctx.open_connections.get() >= limit {
+        ShardMetrics::add(&ctx.metrics.connections_rejected, 1);
+        glommio::spawn_local(refuse(stream, limit)).detach();
+        return;
+    }
+    ctx.open_connections.set(ctx.open_connections.get() + 1);
+    ShardMetrics::add(&ctx.metrics.connections_open, 1);
+    let task_ctx = ctx.clone();
+    let spawned = gate.spawn(async move {
+        conn::serve(task_ctx.clone(), stream).await;
+        task_ctx
+            .open_connections
+            .set(task_ctx.open_connections.get() - 1);
+        task_ctx
+            .metrics
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+    });
+    match spawned {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(e) => warn!(shard = ctx.id, error = %e, "could not spawn connection task"),
+    }
+}
+
+/// Answers a connection over the limit with 503 and closes it.
+async fn refuse(mut stream: TcpStream, limit: usize) {
+    let err = ApiError::from(HttpError::TooManyConnections { limit });
+    let mut out = Vec::with_capacity(256);
+    Response::from_error(&err).write_to(&mut out, true, true);
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = stream.write_all(&out).await;
+    let _ = stream.close().await;
+}
+
+async fn drain(ctx: &ShardCtx, gate: &Gate) {
+    let grace = Duration::from_millis(ctx.config.http.shutdown_grace_ms);
+    let drained = future::or(
+        async {
+            let _ = gate.close().await;
+            true
+        },
+        async {
+            Timer::new(grace).await;
+            false
+        },
+    )
+    .await;
+    if drained {
+        debug!(shard = ctx.id, "all connections finished");
+    } else {
+        warn!(
+            shard = ctx.id,
+            open = ctx.open_connections.get(),
+            grace_ms = grace.as_millis() as u64,
+            "shutdown grace period over; closing the connections still open"
+        );
+    }
+}

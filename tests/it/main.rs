@@ -1,0 +1,6 @@
+//! Integration tests: each starts the real binary on 127.0.0.1 with a fresh data directory and
+//! speaks HTTP to it. One test binary, one module per area.
+
+mod common;
+mod http;
+mod lifecycle;
