@@ -30,8 +30,13 @@ impl ApiError {
                 HttpError::Malformed(_)
                 | HttpError::InvalidHeader { .. }
                 | HttpError::InvalidQuery(_) => 400,
-                HttpError::Coding(CodingError::TooLarge { .. }) => 413,
-                HttpError::Coding(_) => 400,
+                HttpError::Coding(c) => match c {
+                    CodingError::TooLarge { .. } => 413,
+                    CodingError::Unsupported(_)
+                    | CodingError::Decode { .. }
+                    | CodingError::NotAcceptable(_) => 400,
+                    CodingError::Encode { .. } => 500,
+                },
                 HttpError::HeaderTooLarge { .. } | HttpError::TooManyHeaders { .. } => 431,
                 HttpError::BodyTooLarge { .. } => 413,
                 HttpError::NotFound { .. } => 404,
@@ -50,9 +55,12 @@ impl ApiError {
                 HttpError::Malformed(_) => "040001",
                 HttpError::InvalidQuery(_) => "040002",
                 HttpError::InvalidHeader { .. } => "040005",
-                HttpError::Coding(CodingError::TooLarge { .. }) => "040020",
-                HttpError::Coding(CodingError::Decode { .. }) => "040013",
-                HttpError::Coding(_) => "040005",
+                HttpError::Coding(c) => match c {
+                    CodingError::TooLarge { .. } => "040020",
+                    CodingError::Decode { .. } => "040013",
+                    CodingError::Unsupported(_) | CodingError::NotAcceptable(_) => "040005",
+                    CodingError::Encode { .. } => "040025",
+                },
                 HttpError::NotFound { .. } => "040018",
                 HttpError::MethodNotAllowed { .. } => "040019",
                 HttpError::BodyTooLarge { .. } => "040020",

@@ -29,6 +29,8 @@ use crate::server::shard::ShardCtx;
 
 /// First size of a connection's input buffer; it grows up to the header bound when needed.
 const INBUF_INITIAL_BYTES: usize = 16 * 1024;
+/// Most content codings one request body may stack (each layer costs a full decoding pass).
+const CODINGS_STACKED_MAX: usize = 3;
 /// After closing our side, unread client bytes are drained for at most this long and this much.
 const LINGER_MS: u64 = 1000;
 const LINGER_BYTES_MAX: usize = 1 << 20;
@@ -202,6 +204,13 @@ impl Conn {
         };
         if codings.is_empty() {
             return Ok(raw);
+        }
+        if codings.len() > CODINGS_STACKED_MAX {
+            return Err(HttpError::InvalidHeader {
+                name: "content-encoding".into(),
+                reason: format!("more than {CODINGS_STACKED_MAX} codings stacked"),
+            }
+            .into());
         }
         Ok(coding::decode_body(&codings, &raw, limit).map_err(HttpError::from)?)
     }

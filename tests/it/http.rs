@@ -170,6 +170,12 @@ fn gzip_body_is_decoded() {
         b"POST /api/v1/write HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope",
     );
     r.assert_error(400);
+    let r = request(
+        &s,
+        b"POST /api/v1/write HTTP/1.1\r\nContent-Encoding: gzip, gzip, gzip, gzip\r\nContent-Length: 1\r\n\r\nx",
+    );
+    r.assert_error(400);
+    assert!(r.text().contains("stacked"), "{}", r.text());
 }
 
 #[test]

@@ -1,0 +1,1 @@
+//! Storage I/O trait (being written).
