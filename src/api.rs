@@ -2,6 +2,9 @@
 
 mod metrics;
 mod ping;
+mod write;
+
+use std::rc::Rc;
 
 use crate::error::ApiError;
 use crate::http::error::HttpError;
@@ -12,17 +15,18 @@ use crate::server::shard::ShardCtx;
 
 /// Runs the handler of `route` on a fully read and decoded body.
 pub async fn dispatch(
-    ctx: &ShardCtx,
+    ctx: &Rc<ShardCtx>,
     route: Route,
-    _head: &RequestHead,
+    head: &RequestHead,
     body: Vec<u8>,
 ) -> Result<Response, ApiError> {
     match route {
         Route::Ping => Ok(ping::handle()),
         Route::Metrics => Ok(metrics::handle(ctx)),
-        // The write and query paths are being built (issues "Ingest" and "SQL over HTTP"). Until
-        // then the routes exist, so limits, codings and 405s behave, and say so honestly.
-        Route::Write | Route::Sql => Err(HttpError::NotImplemented {
+        Route::Write => write::handle(ctx, head, body).await,
+        // The query path is being built (issue "SQL over HTTP"). Until then the route exists, so
+        // limits, codings and 405s behave, and it says so honestly.
+        Route::Sql => Err(HttpError::NotImplemented {
             route: route.label(),
             body_bytes: body.len(),
         }

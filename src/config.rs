@@ -105,6 +105,12 @@ pub struct Config {
     pub wal_mode: WalMode,
     /// Sync period for `wal_mode = "interval"`.
     pub wal_interval_ms: u64,
+    /// Size of each preallocated WAL segment file (a multiple of 4096).
+    pub wal_segment_bytes: u64,
+    /// Memory one shard's memtable may hold; past it writes wait, then get 429.
+    pub memtable_bytes_per_shard_max: usize,
+    /// How long a write waits for memtable room before it is answered 429.
+    pub memtable_full_wait_ms: u64,
     /// Whether passwords are checked (off: the user must exist, the password is ignored).
     pub auth: bool,
     /// Memory each shard registers with io_uring for storage I/O. All shards together must fit
@@ -123,6 +129,9 @@ impl Default for Config {
             shards: 0,
             wal_mode: WalMode::Sync,
             wal_interval_ms: 100,
+            wal_segment_bytes: 64 << 20,
+            memtable_bytes_per_shard_max: 1 << 30,
+            memtable_full_wait_ms: 5_000,
             auth: false,
             io_memory_bytes_per_shard: 2 * 1024 * 1024,
             log: "info".to_string(),
@@ -174,7 +183,15 @@ impl Config {
     /// Rejects values the server cannot run with, naming the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let h = &self.http;
-        let checks: [(&str, bool); 8] = [
+        let checks: [(&str, bool); 10] = [
+            (
+                "wal_segment_bytes must be a positive multiple of 4096",
+                self.wal_segment_bytes > 0 && self.wal_segment_bytes % 4096 == 0,
+            ),
+            (
+                "memtable_bytes_per_shard_max must be at least 1 MiB",
+                self.memtable_bytes_per_shard_max >= 1 << 20,
+            ),
             (
                 "http.header_bytes_max must be at least 1024",
                 h.header_bytes_max >= 1024,
@@ -247,6 +264,11 @@ shards = {shards}
 # Flag --wal-mode, env CHRONOSHARD_WAL_MODE.
 wal_mode = "{wal_mode}"
 wal_interval_ms = {wal_interval_ms}
+# Size of each preallocated WAL segment file (a multiple of 4096).
+wal_segment_bytes = {wal_segment_bytes}
+# Memory one shard's memtable may hold; past it writes wait memtable_full_wait_ms, then get 429.
+memtable_bytes_per_shard_max = {memtable_bytes}
+memtable_full_wait_ms = {memtable_wait}
 # Check passwords (false: the user must exist, the password is ignored). Flag --auth, env CHRONOSHARD_AUTH.
 auth = {auth}
 # io_uring registered-buffer memory per shard; all shards together must fit under RLIMIT_MEMLOCK.
@@ -279,6 +301,9 @@ shutdown_grace_ms = {shutdown_grace_ms}
         shards = c.shards,
         wal_mode = c.wal_mode,
         wal_interval_ms = c.wal_interval_ms,
+        wal_segment_bytes = c.wal_segment_bytes,
+        memtable_bytes = c.memtable_bytes_per_shard_max,
+        memtable_wait = c.memtable_full_wait_ms,
         auth = c.auth,
         io_memory = c.io_memory_bytes_per_shard,
         log = c.log,

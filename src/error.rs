@@ -1,17 +1,28 @@
 //! The one place where errors become HTTP answers.
 //!
-//! Each layer has its own error enum; `ApiError` wraps them at the HTTP boundary and `status` and
-//! `code` translate every variant exactly once. Codes keep CnosDB's six-digit scheme (two digits
-//! of module, four of variant: `00` internal, `04` HTTP), reusing CnosDB's numbers where it has
-//! one for the same failure; `docs/api.md` lists them all.
+//! Each layer has its own error enum; `ApiError` wraps them at the HTTP boundary and `class`
+//! translates every variant exactly once into a status and a six-digit error code. Codes keep
+//! CnosDB's scheme (two digits of module, four of variant: `00` internal, `02` storage, `03`
+//! meta, `04` HTTP, `05` coordinator), reusing CnosDB's numbers where it has one for the same
+//! failure; `docs/api.md` lists them all.
 
+use crate::auth::AuthError;
+use crate::catalog::CatalogError;
 use crate::http::coding::CodingError;
 use crate::http::error::HttpError;
+use crate::ingest::{EngineFailure, IngestError};
+use crate::lp::LpErrors;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
     Http(#[from] HttpError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    LineProtocol(#[from] LpErrors),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -22,63 +33,63 @@ impl From<CodingError> for ApiError {
     }
 }
 
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        ApiError::Ingest(IngestError::Catalog(e))
+    }
+}
+
+impl From<EngineFailure> for ApiError {
+    fn from(e: EngineFailure) -> Self {
+        ApiError::Ingest(IngestError::Engine(e))
+    }
+}
+
+/// Seconds a client is told to wait after a 429 or a 503.
+const RETRY_AFTER_S: &str = "1";
+
 impl ApiError {
-    /// The HTTP status of this error.
+    /// The HTTP status and error code of this error: the whole mapping, in one match.
+    pub fn class(&self) -> (u16, &'static str) {
+        match self {
+            ApiError::Http(e) => http_class(e),
+            ApiError::Auth(_) => (401, "010016"),
+            ApiError::LineProtocol(_) => (422, "040004"),
+            ApiError::Ingest(IngestError::Catalog(e)) => catalog_class(e),
+            ApiError::Ingest(IngestError::TimestampOverflow { .. }) => (422, "050001"),
+            ApiError::Ingest(IngestError::Engine(e)) => match e {
+                EngineFailure::Busy { .. } => (429, "020030"),
+                EngineFailure::Unavailable { .. } => (503, "040022"),
+                EngineFailure::Storage { .. } => (500, "020001"),
+            },
+            ApiError::Internal(_) => (500, "000000"),
+        }
+    }
+
     pub fn status(&self) -> u16 {
-        match self {
-            ApiError::Http(e) => match e {
-                HttpError::Malformed(_)
-                | HttpError::InvalidHeader { .. }
-                | HttpError::InvalidQuery(_) => 400,
-                HttpError::Coding(c) => match c {
-                    CodingError::TooLarge { .. } => 413,
-                    CodingError::Unsupported(_)
-                    | CodingError::Decode { .. }
-                    | CodingError::NotAcceptable(_) => 400,
-                    CodingError::Encode { .. } => 500,
-                },
-                HttpError::HeaderTooLarge { .. } | HttpError::TooManyHeaders { .. } => 431,
-                HttpError::BodyTooLarge { .. } => 413,
-                HttpError::NotFound { .. } => 404,
-                HttpError::MethodNotAllowed { .. } => 405,
-                HttpError::ShuttingDown | HttpError::TooManyConnections { .. } => 503,
-                HttpError::NotImplemented { .. } => 500,
-            },
-            ApiError::Internal(_) => 500,
-        }
+        self.class().0
     }
 
-    /// The six-digit error code of this error.
     pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::Http(e) => match e {
-                HttpError::Malformed(_) => "040001",
-                HttpError::InvalidQuery(_) => "040002",
-                HttpError::InvalidHeader { .. } => "040005",
-                HttpError::Coding(c) => match c {
-                    CodingError::TooLarge { .. } => "040020",
-                    CodingError::Decode { .. } => "040013",
-                    CodingError::Unsupported(_) | CodingError::NotAcceptable(_) => "040005",
-                    CodingError::Encode { .. } => "040025",
-                },
-                HttpError::NotFound { .. } => "040018",
-                HttpError::MethodNotAllowed { .. } => "040019",
-                HttpError::BodyTooLarge { .. } => "040020",
-                HttpError::HeaderTooLarge { .. } | HttpError::TooManyHeaders { .. } => "040021",
-                HttpError::ShuttingDown => "040022",
-                HttpError::TooManyConnections { .. } => "040023",
-                HttpError::NotImplemented { .. } => "040024",
-            },
-            ApiError::Internal(_) => "000000",
-        }
+        self.class().1
     }
 
-    /// The `Allow` header value for a 405.
-    pub fn allow(&self) -> Option<&'static str> {
-        match self {
-            ApiError::Http(HttpError::MethodNotAllowed { allow, .. }) => Some(allow),
-            _ => None,
+    /// Headers the status calls for: `Allow` on 405, `WWW-Authenticate` on 401, `Retry-After`
+    /// on 429 and 503.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = Vec::new();
+        if let ApiError::Http(HttpError::MethodNotAllowed { allow, .. }) = self {
+            h.push(("Allow", allow.to_string()));
         }
+        match self.status() {
+            401 => h.push((
+                "WWW-Authenticate",
+                "Basic realm=\"chronoshard\"".to_string(),
+            )),
+            429 | 503 => h.push(("Retry-After", RETRY_AFTER_S.to_string())),
+            _ => {}
+        }
+        h
     }
 
     /// The JSON body every error answer carries.
@@ -90,6 +101,37 @@ impl ApiError {
         crate::http::response::push_json_string(&mut out, &self.to_string());
         out.push('}');
         out.into_bytes()
+    }
+}
+
+fn http_class(e: &HttpError) -> (u16, &'static str) {
+    match e {
+        HttpError::Malformed(_) => (400, "040001"),
+        HttpError::InvalidQuery(_) => (400, "040002"),
+        HttpError::InvalidParam { .. } => (400, "040003"),
+        HttpError::InvalidHeader { .. } => (400, "040005"),
+        HttpError::Coding(c) => match c {
+            CodingError::TooLarge { .. } => (413, "040020"),
+            CodingError::Decode { .. } => (400, "040013"),
+            CodingError::Unsupported(_) | CodingError::NotAcceptable(_) => (400, "040005"),
+            CodingError::Encode { .. } => (500, "040025"),
+        },
+        HttpError::NotFound { .. } => (404, "040018"),
+        HttpError::MethodNotAllowed { .. } => (405, "040019"),
+        HttpError::BodyTooLarge { .. } => (413, "040020"),
+        HttpError::HeaderTooLarge { .. } | HttpError::TooManyHeaders { .. } => (431, "040021"),
+        HttpError::ShuttingDown | HttpError::Starting => (503, "040022"),
+        HttpError::TooManyConnections { .. } => (503, "040023"),
+        HttpError::NotImplemented { .. } => (500, "040024"),
+    }
+}
+
+fn catalog_class(e: &CatalogError) -> (u16, &'static str) {
+    match e {
+        CatalogError::TenantNotFound(_) => (422, "030010"),
+        CatalogError::DatabaseNotFound(_) => (422, "030017"),
+        CatalogError::TypeConflict { .. } | CatalogError::ReservedName(_) => (422, "020004"),
+        CatalogError::Persist { .. } | CatalogError::ShardCountChanged { .. } => (500, "030001"),
     }
 }
 
@@ -115,5 +157,19 @@ mod tests {
             limit_bytes: 10,
         });
         assert_eq!(e.status(), 413);
+    }
+
+    #[test]
+    fn status_headers() {
+        let e = ApiError::from(AuthError::Missing);
+        assert_eq!(e.status(), 401);
+        assert!(e.headers().iter().any(|(n, _)| *n == "WWW-Authenticate"));
+        let e = ApiError::from(EngineFailure::Busy {
+            shard: 0,
+            bytes: 1,
+            bytes_max: 1,
+        });
+        assert_eq!(e.status(), 429);
+        assert!(e.headers().iter().any(|(n, _)| *n == "Retry-After"));
     }
 }

@@ -8,6 +8,7 @@ pub mod coding;
 pub mod conn;
 pub mod deadline;
 pub mod error;
+pub mod query;
 pub mod request;
 pub mod response;
 pub mod route;

@@ -12,9 +12,14 @@
 //!   `error::ApiError::status` gives it, and nowhere else decides a status.
 
 pub mod api;
+pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod ingest;
+pub mod lp;
+pub mod mesh;
 pub mod metrics;
 pub mod server;

@@ -7,6 +7,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use chronoshard_shard::engine::EngineStats;
+
 use crate::http::route::{Route, ALL};
 
 /// Status codes counted one by one; anything else is counted as "other".
@@ -24,12 +26,27 @@ pub struct ShardMetrics {
     pub connections_open: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Engine gauges, set by the owning shard after each write.
+    pub memtable_rows: AtomicU64,
+    pub memtable_series: AtomicU64,
+    pub memtable_bytes: AtomicU64,
+    pub wal_appends: AtomicU64,
+    pub wal_syncs: AtomicU64,
     requests: [[AtomicU64; STATUS_SLOTS]; ROUTE_SLOTS],
 }
 
 impl ShardMetrics {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
+    }
+
+    /// Publishes the engine's current figures.
+    pub fn record_engine(&self, stats: &EngineStats) {
+        self.memtable_rows.store(stats.rows, Relaxed);
+        self.memtable_series.store(stats.series, Relaxed);
+        self.memtable_bytes.store(stats.memtable_bytes, Relaxed);
+        self.wal_appends.store(stats.wal_appends, Relaxed);
+        self.wal_syncs.store(stats.wal_syncs, Relaxed);
     }
 
     /// Counts one answered request. `route` is `None` for requests refused before routing.
@@ -58,7 +75,20 @@ fn sum(shards: &[&ShardMetrics], f: impl Fn(&ShardMetrics) -> &AtomicU64) -> u64
 /// Renders the Prometheus text exposition (format 0.0.4) of all shards together.
 pub fn render(shards: &[&ShardMetrics]) -> String {
     let mut out = String::with_capacity(2048);
-    let gauges: [Scalar; 5] = [
+    let engine: [Scalar; 5] = [
+        ("chronoshard_memtable_rows", "gauge", "Rows written into the shard's memtable; rewrites of a held (series, time) count again until merged.", |m| &m.memtable_rows),
+        ("chronoshard_memtable_series", "gauge", "Series held in the shard's memtable.", |m| &m.memtable_series),
+        ("chronoshard_memtable_bytes", "gauge", "Estimated bytes held in the shard's memtable.", |m| &m.memtable_bytes),
+        ("chronoshard_wal_appends_total", "counter", "WAL records appended by the shard.", |m| &m.wal_appends),
+        ("chronoshard_wal_syncs_total", "counter", "WAL group commits (one write and one fdatasync each) of the shard.", |m| &m.wal_syncs),
+    ];
+    for (name, kind, help, f) in engine {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (i, m) in shards.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", f(m).load(Relaxed));
+        }
+    }
+    let http: [Scalar; 5] = [
         (
             "chronoshard_http_connections_accepted_total",
             "counter",
@@ -90,7 +120,7 @@ pub fn render(shards: &[&ShardMetrics]) -> String {
             |m| &m.bytes_out,
         ),
     ];
-    for (name, kind, help, f) in gauges {
+    for (name, kind, help, f) in http {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         let _ = writeln!(out, "{name} {}", sum(shards, f));
     }

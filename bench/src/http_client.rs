@@ -4,7 +4,8 @@
 //! (`Content-Length`, `Transfer-Encoding: chunked`, `Connection`), then reads and discards the
 //! body. One fixed buffer per connection is reused for every response, so reading a response
 //! allocates nothing; bytes that arrive past the end of one response (pipelining) stay in the
-//! buffer for the next call.
+//! buffer for the next call. Optionally the first bytes of each body are kept (see
+//! [`ResponseReader::capture_body`]), so callers can show what an error answer said.
 
 use std::io::{self, Read};
 
@@ -78,6 +79,10 @@ pub struct ResponseReader {
     end: usize,
     /// Bytes consumed since the reader was made (used to size each response).
     consumed: u64,
+    /// At most this many leading body bytes of each response are kept in `captured`.
+    capture_limit: usize,
+    /// The leading body bytes of the last response read.
+    captured: Vec<u8>,
 }
 
 impl Default for ResponseReader {
@@ -94,7 +99,20 @@ impl ResponseReader {
             start: 0,
             end: 0,
             consumed: 0,
+            capture_limit: 0,
+            captured: Vec::new(),
         }
+    }
+
+    /// Keeps up to `limit` leading body bytes of every response (0, the default, keeps none).
+    pub fn capture_body(&mut self, limit: usize) {
+        self.capture_limit = limit;
+        self.captured = Vec::with_capacity(limit);
+    }
+
+    /// The leading body bytes of the last response read (empty unless capturing is on).
+    pub fn body_prefix(&self) -> &[u8] {
+        &self.captured
     }
 
     /// Forgets buffered bytes, for when the connection is replaced.
@@ -112,6 +130,7 @@ impl ResponseReader {
         has_body: bool,
     ) -> Result<Response, ClientError> {
         let before = self.consumed;
+        self.captured.clear();
         for _ in 0..=MAX_INTERIM_RESPONSES {
             let head_len = self.fill_head(r, self.consumed == before)?;
             let head = parse_head(&self.buf[self.start..self.start + head_len], has_body)?;
@@ -221,6 +240,7 @@ impl ResponseReader {
             }
             let avail = self.end - self.start;
             let take = usize::try_from(n).map_or(avail, |n| n.min(avail));
+            self.capture(take);
             self.advance(take);
             n -= take as u64;
         }
@@ -256,12 +276,23 @@ impl ResponseReader {
 
     fn read_until_close<R: Read>(&mut self, r: &mut R) -> Result<(), ClientError> {
         loop {
+            self.capture(self.end - self.start);
             self.advance(self.end - self.start);
             match self.fill(r) {
                 Ok(()) => {}
                 Err(ClientError::Truncated) => return Ok(()),
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Keeps the next `n` buffered body bytes, as far as the capture limit allows.
+    fn capture(&mut self, n: usize) {
+        let take = n.min(self.capture_limit.saturating_sub(self.captured.len()));
+        if take > 0 {
+            let from = self.start;
+            self.captured
+                .extend_from_slice(&self.buf[from..from + take]);
         }
     }
 
@@ -523,6 +554,24 @@ mod tests {
             total += reader.read_response(&mut src, true).expect("resp").bytes;
         }
         assert_eq!(total, stream.len() as u64);
+    }
+
+    #[test]
+    fn body_capture_is_bounded_and_per_response() {
+        let mut reader = ResponseReader::with_capacity(68);
+        assert!(read_one(LENGTH, &mut reader).status == 200 && reader.body_prefix().is_empty());
+        reader.capture_body(8);
+        read_one(LENGTH, &mut reader);
+        assert_eq!(reader.body_prefix(), b"hello wo");
+        reader.capture_body(100);
+        let mut src = Pieces::bytewise(CHUNKED);
+        reader.read_response(&mut src, true).expect("chunked");
+        assert_eq!(reader.body_prefix(), b"hello 0123456789");
+        read_one(b"HTTP/1.1 204 No Content\r\n\r\n", &mut reader);
+        assert!(reader.body_prefix().is_empty(), "cleared for each response");
+        let data = b"HTTP/1.0 400 Bad\r\n\r\nline 1: bad field";
+        read_one(data, &mut reader);
+        assert_eq!(reader.body_prefix(), b"line 1: bad field");
     }
 
     #[test]

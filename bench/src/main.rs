@@ -3,6 +3,9 @@
 
 mod http_client;
 mod http_load;
+mod tsbs;
+mod tsbs_gen;
+mod write_load;
 
 use std::process::ExitCode;
 
@@ -23,11 +26,18 @@ struct Cli {
 enum Command {
     /// HTTP/1.1 load generator: keep-alive connections, optional pipelining, latency percentiles.
     Http(http_load::HttpArgs),
+    /// Writes TSBS "cpu-only" line protocol (deterministic for a seed) to stdout or a file.
+    Gen(tsbs_gen::GenArgs),
+    /// Posts line protocol (generated on the fly, or from a file) in batches over keep-alive
+    /// connections and reports rows/s, batch latency and server CPU per million rows.
+    Write(write_load::WriteArgs),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Http(args) => http_load::run(&args),
+        Command::Http(args) => http_load::run(&args).map_err(|e| e.to_string()),
+        Command::Gen(args) => tsbs_gen::run(&args).map_err(|e| e.to_string()),
+        Command::Write(args) => write_load::run(&args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

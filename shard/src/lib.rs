@@ -6,6 +6,7 @@
 //! without the server.
 
 pub mod batch;
+pub mod engine;
 pub mod io;
 pub mod memtable;
 pub mod wal;

@@ -29,8 +29,12 @@ pub enum HttpError {
         path: String,
         allow: &'static str,
     },
+    #[error("invalid parameter {name:?}: {reason}")]
+    InvalidParam { name: &'static str, reason: String },
     #[error("server is shutting down")]
     ShuttingDown,
+    #[error("server is starting (replaying its write-ahead log); retry shortly")]
+    Starting,
     #[error("too many connections on this shard (limit {limit})")]
     TooManyConnections { limit: usize },
     #[error("{route} is not implemented yet in this build (request body: {body_bytes} bytes after decoding)")]

@@ -41,9 +41,7 @@ impl Response {
     /// The JSON error answer for `err`, with `Allow` for a 405.
     pub fn from_error(err: &ApiError) -> Response {
         let mut r = Response::new(err.status(), "application/json", err.body());
-        if let Some(allow) = err.allow() {
-            r.headers.push(("Allow", allow.to_string()));
-        }
+        r.headers = err.headers();
         r
     }
 

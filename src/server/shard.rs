@@ -3,7 +3,7 @@
 //! Everything here runs on the shard's own pinned thread; `ShardCtx` is what every connection
 //! task of the shard shares (through `Rc`, never across threads).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,43 +16,96 @@ use glommio::sync::Gate;
 use glommio::timer::Timer;
 use tracing::{debug, warn};
 
+use chronoshard_shard::engine::Engine;
+
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::conn;
 use crate::http::error::HttpError;
 use crate::http::response::Response;
+use crate::mesh::Mesh;
 use crate::metrics::ShardMetrics;
+use crate::server::inbox::CatalogOwner;
 use crate::server::stop::StopEvent;
 
 /// How often a shard looks at the process-wide stop flag set by the signal thread.
 const STOP_POLL_MS: u64 = 20;
+
+/// What every shard is handed at start; the same `Arc` for all of them.
+pub struct Shared {
+    pub config: Arc<Config>,
+    /// Every shard's counters, for /metrics.
+    pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
+    pub mesh: Mesh,
+    /// Set by the main thread once every shard has replayed its WAL.
+    pub ready: AtomicBool,
+    /// Set by the signal thread on SIGINT/SIGTERM.
+    pub stop_flag: AtomicBool,
+    /// Catalog as loaded at start; later versions arrive as mesh messages.
+    pub initial_catalog: Arc<Catalog>,
+}
 
 /// What the tasks of one shard share.
 pub struct ShardCtx {
     pub id: usize,
     pub config: Arc<Config>,
     pub metrics: Arc<ShardMetrics>,
-    /// Every shard's counters, for /metrics.
-    pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
+    pub shared: Arc<Shared>,
     /// Fired once when a graceful shutdown starts.
     pub stop: StopEvent,
     open_connections: Cell<usize>,
+    /// This shard's snapshot of the catalog; replaced by newer versions, never mutated.
+    catalog: RefCell<Arc<Catalog>>,
+    /// The storage engine, once its WAL has been replayed.
+    engine: RefCell<Option<Rc<Engine>>>,
+    /// Shard 0 only: the owner of the catalog.
+    pub catalog_owner: Option<CatalogOwner>,
 }
 
 impl ShardCtx {
-    pub fn new(
-        id: usize,
-        config: Arc<Config>,
-        all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
-    ) -> ShardCtx {
+    pub fn new(id: usize, shared: Arc<Shared>) -> ShardCtx {
+        let catalog = shared.initial_catalog.clone();
         ShardCtx {
             id,
-            config,
-            metrics: all_metrics[id].clone(),
-            all_metrics,
+            config: shared.config.clone(),
+            metrics: shared.all_metrics[id].clone(),
             stop: StopEvent::default(),
             open_connections: Cell::new(0),
+            catalog: RefCell::new(catalog.clone()),
+            engine: RefCell::new(None),
+            catalog_owner: (id == 0).then(|| CatalogOwner::new(catalog, &shared.config)),
+            shared,
         }
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.borrow().clone()
+    }
+
+    /// Installs a catalog snapshot if it is newer than the one held.
+    pub fn offer_catalog(&self, next: Arc<Catalog>) {
+        let mut cur = self.catalog.borrow_mut();
+        if next.version > cur.version {
+            *cur = next;
+        }
+    }
+
+    pub fn engine(&self) -> Option<Rc<Engine>> {
+        self.engine.borrow().clone()
+    }
+
+    pub fn set_engine(&self, engine: Rc<Engine>) {
+        *self.engine.borrow_mut() = Some(engine);
+    }
+
+    /// True once every shard has replayed its WAL.
+    pub fn all_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire)
+    }
+
+    pub fn all_metrics(&self) -> &[Arc<ShardMetrics>] {
+        &self.shared.all_metrics
     }
 }
 
@@ -64,8 +117,8 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Accepts and serves connections until `stop_flag` is raised, then drains: the listener is
 /// closed, idle connections end, in-flight requests get `shutdown_grace_ms` to finish.
-pub async fn serve(ctx: Rc<ShardCtx>, listener: TcpListener, stop_flag: Arc<AtomicBool>) {
-    glommio::spawn_local(watch_stop_flag(ctx.clone(), stop_flag)).detach();
+pub async fn serve(ctx: Rc<ShardCtx>, listener: TcpListener) {
+    glommio::spawn_local(watch_stop_flag(ctx.clone())).detach();
     let gate = Gate::new();
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
@@ -87,8 +140,8 @@ pub async fn serve(ctx: Rc<ShardCtx>, listener: TcpListener, stop_flag: Arc<Atom
     drain(&ctx, &gate).await;
 }
 
-async fn watch_stop_flag(ctx: Rc<ShardCtx>, stop_flag: Arc<AtomicBool>) {
-    while !stop_flag.load(Ordering::Acquire) {
+async fn watch_stop_flag(ctx: Rc<ShardCtx>) {
+    while !ctx.shared.stop_flag.load(Ordering::Acquire) {
         Timer::new(Duration::from_millis(STOP_POLL_MS)).await;
     }
     ctx.stop.fire();

@@ -8,12 +8,17 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub const TEST_WAL_SEGMENT_BYTES: u64 = 1 << 20;
+
 /// A running server; killed on drop if still alive.
 pub struct Server {
     pub addr: SocketAddr,
     pub child: Child,
     pub dir: tempfile::TempDir,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// How it was started, for `restart`.
+    config: Option<PathBuf>,
+    shards: usize,
 }
 
 /// A fresh directory under the cargo target dir (on disk, never tmpfs).
@@ -33,6 +38,8 @@ impl Server {
     pub fn start(config: &str, shards: usize) -> Server {
         let dir = temp_dir();
         let config_path = dir.path().join("test.toml");
+        // Small WAL segments: each start preallocates a fresh one, and tests restart a lot.
+        let config = format!("wal_segment_bytes = {TEST_WAL_SEGMENT_BYTES}\n{config}");
         std::fs::write(&config_path, config).expect("write config");
         Server::start_in(dir, Some(&config_path), shards, &[], &[])
     }
@@ -68,25 +75,47 @@ impl Server {
                     .split("listening on ")
                     .nth(1)
                     .map(|rest| rest.split(',').next().unwrap_or_default().to_string());
+                let ready = line.contains(" ready: ");
                 log_w.lock().expect("log lock").push(line);
                 if let Some(addr) = addr {
-                    let _ = tx.send(addr);
+                    let _ = tx.send(Some(addr));
+                } else if ready {
+                    let _ = tx.send(None);
                 }
             }
         });
+        // First the start-up line with the address, then the line saying WAL replay is done.
         let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(a) => a.parse().expect("address in the start-up line"),
-            Err(_) => {
+            Ok(Some(a)) => a.parse().expect("address in the start-up line"),
+            _ => {
                 let _ = child.kill();
                 panic!("server did not start; log: {:?}", log.lock().expect("log"));
             }
         };
+        if !matches!(rx.recv_timeout(Duration::from_secs(120)), Ok(None)) {
+            let _ = child.kill();
+            panic!(
+                "server did not get ready; log: {:?}",
+                log.lock().expect("log")
+            );
+        }
         Server {
             addr,
             child,
             dir,
             log,
+            config: config_path.map(Path::to_path_buf),
+            shards,
         }
+    }
+
+    /// Starts a new server on the same data directory and config (this one must have exited).
+    pub fn restart(mut self) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, temp_dir());
+        let config = self.config.take();
+        Server::start_in(dir, config.as_deref(), self.shards, &[], &[])
     }
 
     pub fn connect(&self) -> TcpStream {
@@ -248,6 +277,28 @@ pub fn request(server: &Server, raw: &[u8]) -> Resp {
     let mut r = Reader::new(server.connect());
     r.send(raw);
     r.read(raw.starts_with(b"HEAD ")).expect("a response")
+}
+
+/// `Authorization` header value for root with an empty password.
+pub const ROOT_AUTH: &str = "Basic cm9vdDo=";
+
+/// Posts line protocol to /api/v1/write with root's credentials; `query` without the `?`.
+pub fn write(server: &Server, query: &str, body: &str) -> Resp {
+    let raw = format!(
+        "POST /api/v1/write?{query} HTTP/1.1\r\nAuthorization: {ROOT_AUTH}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    request(server, raw.as_bytes())
+}
+
+/// The value of a metric line (the text before the value must match exactly), summed over
+/// every line that starts with `prefix` (so per-shard series add up).
+pub fn metric_sum(server: &Server, prefix: &str) -> u64 {
+    let text = get(server, "/metrics").text();
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 pub fn get(server: &Server, path: &str) -> Resp {

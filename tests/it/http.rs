@@ -75,19 +75,19 @@ fn chunked_request_body_is_decoded() {
     let s = Server::start("", 1);
     let r = request(
         &s,
-        b"POST /api/v1/write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+        b"POST /api/v1/sql HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
           4\r\ncpu \r\n6;x=y\r\nvalue=\r\n1\r\n1\r\n0\r\n\r\n",
     );
-    // The write path is a later issue; the answer tells how many body bytes arrived decoded.
+    // The SQL path is a later issue; its answer tells how many body bytes arrived decoded.
     r.assert_error(500);
     assert!(r.text().contains("11 bytes"), "{}", r.text());
 }
 
 #[test]
 fn expect_100_continue() {
-    let s = Server::start("[http]\nwrite_body_bytes_max = 1024\n", 1);
+    let s = Server::start("[http]\nsql_body_bytes_max = 1024\n", 1);
     let mut c = Reader::new(s.connect());
-    c.send(b"POST /api/v1/write HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    c.send(b"POST /api/v1/sql HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
     let interim = c.read(false).expect("interim answer");
     assert_eq!(interim.status, 100);
     c.send(b"hello");
@@ -95,7 +95,7 @@ fn expect_100_continue() {
     r.assert_error(500);
     assert!(r.text().contains("5 bytes"), "{}", r.text());
     // Too large: refused at once, no 100, connection closed.
-    c.send(b"POST /api/v1/write HTTP/1.1\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+    c.send(b"POST /api/v1/sql HTTP/1.1\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
     let r = c.read(false).expect("413");
     r.assert_error(413);
     assert_eq!(r.header("connection"), Some("close"));
@@ -116,14 +116,14 @@ fn oversized_header_is_431() {
 
 #[test]
 fn oversized_bodies_are_413_on_the_wire_and_after_decoding() {
-    let s = Server::start("[http]\nwrite_body_bytes_max = 1000\n", 1);
+    let s = Server::start("[http]\nsql_body_bytes_max = 1000\n", 1);
     let big = format!(
-        "POST /api/v1/write HTTP/1.1\r\nContent-Length: 1001\r\n\r\n{}",
+        "POST /api/v1/sql HTTP/1.1\r\nContent-Length: 1001\r\n\r\n{}",
         "x".repeat(1001)
     );
     request(&s, big.as_bytes()).assert_error(413);
     let chunked = format!(
-        "POST /api/v1/write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n{}\r\n1\r\nx\r\n0\r\n\r\n",
+        "POST /api/v1/sql HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n{}\r\n1\r\nx\r\n0\r\n\r\n",
         "x".repeat(1000)
     );
     request(&s, chunked.as_bytes()).assert_error(413);
@@ -133,7 +133,7 @@ fn oversized_bodies_are_413_on_the_wire_and_after_decoding() {
     let mut c = Reader::new(s.connect());
     c.send(
         format!(
-            "POST /api/v1/write HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            "POST /api/v1/sql HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
             bomb.len()
         )
         .as_bytes(),
@@ -151,7 +151,7 @@ fn gzip_body_is_decoded() {
     let mut c = Reader::new(s.connect());
     c.send(
         format!(
-            "POST /api/v1/write HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            "POST /api/v1/sql HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .as_bytes(),
@@ -162,17 +162,17 @@ fn gzip_body_is_decoded() {
     // An unknown coding and a corrupt body are both 400.
     let r = request(
         &s,
-        b"POST /api/v1/write HTTP/1.1\r\nContent-Encoding: compress\r\nContent-Length: 1\r\n\r\nx",
+        b"POST /api/v1/sql HTTP/1.1\r\nContent-Encoding: compress\r\nContent-Length: 1\r\n\r\nx",
     );
     r.assert_error(400);
     let r = request(
         &s,
-        b"POST /api/v1/write HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope",
+        b"POST /api/v1/sql HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope",
     );
     r.assert_error(400);
     let r = request(
         &s,
-        b"POST /api/v1/write HTTP/1.1\r\nContent-Encoding: gzip, gzip, gzip, gzip\r\nContent-Length: 1\r\n\r\nx",
+        b"POST /api/v1/sql HTTP/1.1\r\nContent-Encoding: gzip, gzip, gzip, gzip\r\nContent-Length: 1\r\n\r\nx",
     );
     r.assert_error(400);
     assert!(r.text().contains("stacked"), "{}", r.text());

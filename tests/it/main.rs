@@ -2,5 +2,7 @@
 //! speaks HTTP to it. One test binary, one module per area.
 
 mod common;
+mod crash;
 mod http;
 mod lifecycle;
+mod write;

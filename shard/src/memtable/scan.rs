@@ -1,0 +1,185 @@
+//! Reading a table of the memtable: per series, in first-seen order, the key and its points
+//! sorted by time with equal times merged, column by column.
+//!
+//! A series' entries point at table rows, so a scan gathers: it builds the series' time vector
+//! when the series is visited, and each field column only when asked for (a query reading two
+//! of ten fields gathers two). A series whose times are strictly increasing (the usual case:
+//! in-order appends) is gathered as it is. Any other series is stable-sorted by time and its
+//! equal times merged into one point, each field taking the value of the latest write that had
+//! it (arrival order survives the stable sort).
+
+use std::cell::OnceCell;
+
+use super::column::{ColumnData, ColumnRef, Value};
+use super::table::{Column, Series, Table};
+use crate::batch::{SeriesKey, ValueType};
+
+/// One table's data, for a scan.
+#[derive(Debug, Clone, Copy)]
+pub struct TableScan<'a> {
+    table: &'a Table,
+}
+
+impl<'a> TableScan<'a> {
+    pub(super) fn new(table: &'a Table) -> TableScan<'a> {
+        TableScan { table }
+    }
+
+    pub fn tenant(&self) -> &'a str {
+        &self.table.tenant
+    }
+
+    pub fn database(&self) -> &'a str {
+        &self.table.database
+    }
+
+    pub fn table(&self) -> &'a str {
+        &self.table.name
+    }
+
+    /// The table's columns in first-seen order; `SeriesScan::column(i)` is column `i`.
+    pub fn columns(&self) -> &'a [Column] {
+        &self.table.columns
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.table.series.len()
+    }
+
+    /// Every series, in the order it first arrived (stable across scans of one memtable).
+    pub fn series(&self) -> impl ExactSizeIterator<Item = SeriesScan<'a>> + 'a {
+        let table = self.table;
+        table.series.iter().map(move |s| SeriesScan::new(table, s))
+    }
+}
+
+/// One series of a scan: strictly increasing times, and one column per table column, gathered
+/// on first use.
+#[derive(Debug, Clone)]
+pub struct SeriesScan<'a> {
+    table: &'a Table,
+    key: &'a SeriesKey,
+    time: Vec<i64>,
+    /// Table rows of the series' entries, in time order (arrival order among equal times).
+    rows: Vec<u32>,
+    /// For a series that needed merging: where each point's group of `rows` ends.
+    group_ends: Option<Vec<u32>>,
+    columns: Vec<OnceCell<ColumnData>>,
+}
+
+impl<'a> SeriesScan<'a> {
+    fn new(table: &'a Table, series: &'a Series) -> SeriesScan<'a> {
+        let entries = &series.entries;
+        let (time, rows, group_ends) = if series.strict {
+            let time = entries.iter().map(|e| e.time).collect();
+            (time, entries.iter().map(|e| e.row).collect(), None)
+        } else {
+            let mut order: Vec<u32> = (0..entries.len() as u32).collect();
+            order.sort_by_key(|&i| entries[i as usize].time);
+            let mut time: Vec<i64> = Vec::new();
+            let mut ends = Vec::new();
+            for (k, &i) in order.iter().enumerate() {
+                let t = entries[i as usize].time;
+                match (time.last(), ends.last_mut()) {
+                    (Some(&last), Some(end)) if last == t => *end = k as u32 + 1,
+                    _ => {
+                        time.push(t);
+                        ends.push(k as u32 + 1);
+                    }
+                }
+            }
+            let rows = order.iter().map(|&i| entries[i as usize].row).collect();
+            (time, rows, Some(ends))
+        };
+        SeriesScan {
+            table,
+            key: &series.key,
+            time,
+            rows,
+            group_ends,
+            columns: vec![OnceCell::new(); table.columns.len()],
+        }
+    }
+
+    pub fn key(&self) -> &'a SeriesKey {
+        self.key
+    }
+
+    /// Points of the series.
+    pub fn len(&self) -> usize {
+        self.time.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.time.is_empty()
+    }
+
+    /// Times, strictly increasing.
+    pub fn time(&self) -> &[i64] {
+        &self.time
+    }
+
+    /// Table column `i` for this series, gathered on first use.
+    ///
+    /// # Panics
+    /// If `i` is not below the table's column count.
+    pub fn column(&self, i: usize) -> ColumnRef<'_> {
+        let data = self.columns[i].get_or_init(|| self.gather(i));
+        data.view(self.len())
+    }
+
+    /// The value of column `column` at point `row`.
+    pub fn value(&self, row: usize, column: usize) -> Option<Value<'_>> {
+        self.column(column).get(row)
+    }
+
+    /// Point `row` as one value per table column, in column order.
+    pub fn row(&self, row: usize) -> Vec<Option<Value<'_>>> {
+        (0..self.columns.len())
+            .map(|c| self.value(row, c))
+            .collect()
+    }
+
+    fn gather(&self, i: usize) -> ColumnData {
+        let data = &self.table.data[i];
+        let value_type = self.table.columns[i].value_type;
+        if self.group_ends.is_none() {
+            let dense = match value_type {
+                ValueType::Float => data
+                    .gather_dense::<f64>(&self.rows)
+                    .map(ColumnData::from_values),
+                ValueType::Integer => data
+                    .gather_dense::<i64>(&self.rows)
+                    .map(ColumnData::from_values),
+                ValueType::Unsigned => data
+                    .gather_dense::<u64>(&self.rows)
+                    .map(ColumnData::from_values),
+                ValueType::Boolean => data
+                    .gather_dense::<bool>(&self.rows)
+                    .map(ColumnData::from_values),
+                ValueType::String => None,
+            };
+            if let Some(dense) = dense {
+                return dense;
+            }
+        }
+        let mut out = ColumnData::empty(value_type);
+        out.reserve(self.len(), 0);
+        let mut start = 0;
+        for (point, end) in self.group_ends() {
+            // The group's latest write with a value wins.
+            let rows = &self.rows[start..end];
+            if let Some(v) = rows.iter().rev().find_map(|&r| data.get(r as usize)) {
+                out.put_value(point, v);
+            }
+            start = end;
+        }
+        out
+    }
+
+    /// (point, end in `rows` of its group), for every point.
+    fn group_ends(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let ends = self.group_ends.as_deref();
+        (0..self.len()).map(move |p| (p, ends.map_or(p + 1, |e| e[p] as usize)))
+    }
+}

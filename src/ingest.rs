@@ -1,0 +1,226 @@
+//! The write path above the engine: parsed lines → schema check → one columnar batch per owner
+//! shard → the owners' WALs and memtables.
+//!
+//! Everything that can reject a request (parameters, credentials, syntax, database existence,
+//! column types, timestamp range) is checked before any shard is touched, so a rejected request
+//! writes nothing. What can still fail afterwards is a resource (disk, memory bound, a stopping
+//! shard); since a write is an upsert keyed by (series, time), a client retrying after such a
+//! failure converges to the same state even if one owner had applied its part.
+
+mod build;
+
+use std::sync::Arc;
+
+use chronoshard_shard::batch::{ValueType, WriteBatch};
+use chronoshard_shard::engine::EngineError;
+
+use crate::catalog::{
+    Catalog, CatalogError, ColumnKind, ColumnWant, EnsureColumns, FieldType, Precision,
+};
+use crate::lp::{FieldValue, ParsedBatch};
+
+pub use build::route_rows;
+
+/// Timestamp unit of a write request's `precision` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WritePrecision {
+    Nanos,
+    Micros,
+    Millis,
+    Seconds,
+}
+
+impl WritePrecision {
+    /// `ns`, `us`, `ms` or `s`; anything else is refused (CnosDB silently uses ns).
+    pub fn parse(s: &str) -> Option<WritePrecision> {
+        match s {
+            "ns" | "n" => Some(WritePrecision::Nanos),
+            "us" | "u" => Some(WritePrecision::Micros),
+            "ms" => Some(WritePrecision::Millis),
+            "s" => Some(WritePrecision::Seconds),
+            _ => None,
+        }
+    }
+
+    fn nanos(self) -> i64 {
+        match self {
+            WritePrecision::Nanos => 1,
+            WritePrecision::Micros => 1_000,
+            WritePrecision::Millis => 1_000_000,
+            WritePrecision::Seconds => 1_000_000_000,
+        }
+    }
+}
+
+/// Converts a request timestamp to the database's unit (truncating toward negative infinity
+/// when the database is coarser), or `None` on overflow.
+pub fn convert_time(ts: i64, from: WritePrecision, to: Precision) -> Option<i64> {
+    let (f, t) = (from.nanos(), to.nanos());
+    if f >= t {
+        ts.checked_mul(f / t)
+    } else {
+        Some(ts.div_euclid(t / f))
+    }
+}
+
+/// Why a write failed after it was parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("line {line}: timestamp {ts} overflows the database's time range in precision {precision:?}")]
+    TimestampOverflow {
+        line: usize,
+        ts: i64,
+        precision: WritePrecision,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineFailure),
+}
+
+/// An owner shard could not apply its part of a write.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineFailure {
+    #[error("shard {shard} memtable is full ({bytes} of {bytes_max} bytes) and did not drain in time; retry later")]
+    Busy {
+        shard: usize,
+        bytes: usize,
+        bytes_max: usize,
+    },
+    #[error("shard {shard} is starting or stopping")]
+    Unavailable { shard: usize },
+    #[error("shard {shard} storage error: {message}")]
+    Storage { shard: usize, message: String },
+}
+
+/// Translates an engine error of `shard` into what the client is told.
+pub fn engine_failure(shard: usize, e: EngineError) -> EngineFailure {
+    match e {
+        EngineError::Busy { bytes, bytes_max } => EngineFailure::Busy {
+            shard,
+            bytes,
+            bytes_max,
+        },
+        other => EngineFailure::Storage {
+            shard,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The tables and columns a parsed request needs, in first-seen order: per line, tags (sorted)
+/// then fields. A column used as two different kinds within the request is a conflict.
+pub fn wanted_columns(
+    parsed: &ParsedBatch,
+    tenant: &str,
+    database: &str,
+) -> Result<EnsureColumns, CatalogError> {
+    let mut tables: Vec<(String, Vec<ColumnWant>)> = Vec::new();
+    for line in parsed.lines() {
+        let idx = match tables.iter().position(|(t, _)| t == line.measurement()) {
+            Some(i) => i,
+            None => {
+                tables.push((line.measurement().to_string(), Vec::new()));
+                tables.len() - 1
+            }
+        };
+        let (table, cols) = &mut tables[idx];
+        for (k, _) in line.tags() {
+            want(table, cols, k, ColumnKind::Tag)?;
+        }
+        for (k, v) in line.fields() {
+            want(table, cols, k, ColumnKind::Field(field_type(&v)))?;
+        }
+    }
+    Ok(EnsureColumns {
+        tenant: tenant.to_string(),
+        database: database.to_string(),
+        tables,
+    })
+}
+
+fn want(
+    table: &str,
+    cols: &mut Vec<ColumnWant>,
+    name: &str,
+    kind: ColumnKind,
+) -> Result<(), CatalogError> {
+    match cols.iter().find(|c| c.name == name) {
+        Some(c) if c.kind == kind => Ok(()),
+        Some(c) => Err(CatalogError::TypeConflict {
+            table: table.to_string(),
+            column: name.to_string(),
+            existing: c.kind.describe(),
+            written: kind.describe(),
+        }),
+        None => {
+            cols.push(ColumnWant {
+                name: name.to_string(),
+                kind,
+            });
+            Ok(())
+        }
+    }
+}
+
+pub fn field_type(v: &FieldValue<'_>) -> FieldType {
+    FieldType::from(value_type(v))
+}
+
+pub fn value_type(v: &FieldValue<'_>) -> ValueType {
+    match v {
+        FieldValue::Float(_) => ValueType::Float,
+        FieldValue::Integer(_) => ValueType::Integer,
+        FieldValue::Unsigned(_) => ValueType::Unsigned,
+        FieldValue::String(_) => ValueType::String,
+        FieldValue::Boolean(_) => ValueType::Boolean,
+    }
+}
+
+/// The rows of one request, split by owner shard (index = shard id; empty batches for shards
+/// that own none of them).
+pub struct Routed {
+    pub per_shard: Vec<WriteBatch>,
+    pub rows: usize,
+}
+
+/// Everything `route_rows` needs besides the lines.
+pub struct RouteCtx<'a> {
+    pub tenant: &'a str,
+    pub database: &'a str,
+    pub precision: WritePrecision,
+    pub catalog: &'a Arc<Catalog>,
+    pub shards: usize,
+    /// Server time in nanoseconds, for lines without a timestamp.
+    pub now_ns: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_conversion() {
+        assert_eq!(
+            convert_time(5, WritePrecision::Seconds, Precision::Nanos),
+            Some(5_000_000_000)
+        );
+        assert_eq!(
+            convert_time(1_999_999, WritePrecision::Nanos, Precision::Millis),
+            Some(1)
+        );
+        assert_eq!(
+            convert_time(-1, WritePrecision::Nanos, Precision::Millis),
+            Some(-1)
+        );
+        assert_eq!(
+            convert_time(i64::MAX, WritePrecision::Millis, Precision::Nanos),
+            None
+        );
+        assert_eq!(
+            convert_time(7, WritePrecision::Millis, Precision::Millis),
+            Some(7)
+        );
+        assert_eq!(WritePrecision::parse("h"), None);
+    }
+}

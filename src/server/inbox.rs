@@ -1,0 +1,137 @@
+//! A shard's inbox: what other shards ask of it, one small handler per message kind.
+//!
+//! Every message is handled in its own task (bounded by the inbox's capacity and a semaphore),
+//! so writes from many shards reach the WAL together and share its group commit. No handler
+//! waits on another shard, which keeps the mesh free of wait cycles.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use chronoshard_shard::batch::WriteBatch;
+use glommio::sync::Semaphore;
+use tracing::warn;
+
+use crate::catalog::{Catalog, CatalogError, EnsureColumns};
+use crate::config::Config;
+use crate::ingest::EngineFailure;
+use crate::mesh::ShardMsg;
+use crate::server::shard::ShardCtx;
+
+/// Messages handled at once per shard; more wait in the (bounded) inbox.
+const INFLIGHT_MAX: u64 = 256;
+
+/// Shard 0's ownership of the catalog: changes are serialized, persisted, then broadcast.
+pub struct CatalogOwner {
+    lock: Semaphore,
+    meta_dir: PathBuf,
+    current: std::cell::RefCell<Arc<Catalog>>,
+}
+
+impl CatalogOwner {
+    pub fn new(catalog: Arc<Catalog>, config: &Config) -> CatalogOwner {
+        CatalogOwner {
+            lock: Semaphore::new(1),
+            meta_dir: config.data_dir.join("meta"),
+            current: std::cell::RefCell::new(catalog),
+        }
+    }
+}
+
+/// Drains the inbox until every sender is gone.
+pub async fn run(ctx: Rc<ShardCtx>, inbox: async_channel::Receiver<ShardMsg>) {
+    let slots = Rc::new(Semaphore::new(INFLIGHT_MAX));
+    while let Ok(msg) = inbox.recv().await {
+        let Ok(permit) = slots.acquire_static_permit(1).await else {
+            break;
+        };
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            handle(&ctx, msg).await;
+            drop(permit);
+        })
+        .detach();
+    }
+}
+
+async fn handle(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
+    match msg {
+        ShardMsg::Write { batch, reply } => {
+            let _ = reply.send(write_local(ctx, &batch).await).await;
+        }
+        ShardMsg::EnsureColumns { want, reply } => {
+            let _ = reply.send(ensure_on_owner(ctx, &want).await).await;
+        }
+        ShardMsg::Catalog(snapshot) => ctx.offer_catalog(snapshot),
+    }
+}
+
+/// Applies a batch this shard owns: WAL (durable per the WAL mode), then memtable.
+pub async fn write_local(ctx: &ShardCtx, batch: &WriteBatch) -> Result<(), EngineFailure> {
+    let engine = ctx
+        .engine()
+        .ok_or(EngineFailure::Unavailable { shard: ctx.id })?;
+    let result = engine.write(batch).await;
+    ctx.metrics.record_engine(&engine.stats());
+    result.map_err(|e| crate::ingest::engine_failure(ctx.id, e))
+}
+
+/// Makes sure the catalog has what `want` needs, going to shard 0 if this snapshot lacks it.
+/// Returns a snapshot that has it (and installs it here).
+pub async fn ensure_catalog(
+    ctx: &Rc<ShardCtx>,
+    want: EnsureColumns,
+) -> Result<Arc<Catalog>, crate::error::ApiError> {
+    let snapshot = ctx.catalog();
+    if snapshot.check(&want)? {
+        return Ok(snapshot);
+    }
+    let next = if ctx.catalog_owner.is_some() {
+        ensure_on_owner(ctx, &want).await?
+    } else {
+        ctx.shared
+            .mesh
+            .ask(0, |reply| ShardMsg::EnsureColumns { want, reply })
+            .await
+            .map_err(|_| EngineFailure::Unavailable { shard: 0 })??
+    };
+    ctx.offer_catalog(next.clone());
+    Ok(next)
+}
+
+/// On shard 0: applies, persists and broadcasts a catalog change, one change at a time.
+async fn ensure_on_owner(
+    ctx: &Rc<ShardCtx>,
+    want: &EnsureColumns,
+) -> Result<Arc<Catalog>, CatalogError> {
+    let Some(owner) = &ctx.catalog_owner else {
+        return Err(CatalogError::Persist {
+            op: "changing",
+            path: PathBuf::from("meta"),
+            reason: format!("shard {} does not own the catalog", ctx.id),
+        });
+    };
+    let _turn = owner.lock.acquire_permit(1).await;
+    let current = owner.current.borrow().clone();
+    if current.check(want)? {
+        return Ok(current);
+    }
+    let next = Arc::new(current.apply(want)?);
+    let (to_disk, dir) = (next.clone(), owner.meta_dir.clone());
+    glommio::executor()
+        .spawn_blocking(move || to_disk.persist(&dir))
+        .await?;
+    *owner.current.borrow_mut() = next.clone();
+    ctx.offer_catalog(next.clone());
+    for shard in 1..ctx.shared.mesh.shards() {
+        if let Err(e) = ctx
+            .shared
+            .mesh
+            .send(shard, ShardMsg::Catalog(next.clone()))
+            .await
+        {
+            warn!(error = %e, "catalog broadcast not delivered");
+        }
+    }
+    Ok(next)
+}
