@@ -54,6 +54,7 @@ impl ApiError {
         match self {
             ApiError::Http(e) => http_class(e),
             ApiError::Auth(_) => (401, "010016"),
+            ApiError::LineProtocol(e) if e.is_invalid_utf8() => (422, "040015"),
             ApiError::LineProtocol(_) => (422, "040004"),
             ApiError::Ingest(IngestError::Catalog(e)) => catalog_class(e),
             ApiError::Ingest(IngestError::TimestampOverflow { .. }) => (422, "050001"),

@@ -17,7 +17,7 @@ use chronoshard_shard::engine::EngineError;
 use crate::catalog::{
     Catalog, CatalogError, ColumnKind, ColumnWant, EnsureColumns, FieldType, Precision,
 };
-use crate::lp::{FieldValue, ParsedBatch};
+use crate::lp::{FieldValue, Line, ParsedBatch};
 
 pub use build::route_rows;
 
@@ -111,19 +111,28 @@ pub fn engine_failure(shard: usize, e: EngineError) -> EngineFailure {
 /// The tables and columns a parsed request needs, in first-seen order: per line, tags (sorted)
 /// then fields. A column used as two different kinds within the request is a conflict.
 pub fn wanted_columns(
-    parsed: &ParsedBatch,
+    parsed: &ParsedBatch<'_>,
     tenant: &str,
     database: &str,
 ) -> Result<EnsureColumns, CatalogError> {
     let mut tables: Vec<(String, Vec<ColumnWant>)> = Vec::new();
+    // Lines of a table usually repeat the previous line's keys and types: checking that is a
+    // few short compares, where looking every key up again is the cost of the whole loop.
+    let mut previous: Option<Line<'_>> = None;
+    let mut idx = 0;
     for line in parsed.lines() {
-        let idx = match tables.iter().position(|(t, _)| t == line.measurement()) {
-            Some(i) => i,
-            None => {
-                tables.push((line.measurement().to_string(), Vec::new()));
-                tables.len() - 1
-            }
-        };
+        if previous.is_some_and(|p| same_shape(&p, &line)) {
+            continue;
+        }
+        if previous.is_none_or(|p| p.measurement() != line.measurement()) {
+            idx = match tables.iter().position(|(t, _)| t == line.measurement()) {
+                Some(i) => i,
+                None => {
+                    tables.push((line.measurement().to_string(), Vec::new()));
+                    tables.len() - 1
+                }
+            };
+        }
         let (table, cols) = &mut tables[idx];
         for (k, _) in line.tags() {
             want(table, cols, k, ColumnKind::Tag)?;
@@ -131,12 +140,24 @@ pub fn wanted_columns(
         for (k, v) in line.fields() {
             want(table, cols, k, ColumnKind::Field(field_type(&v)))?;
         }
+        previous = Some(line);
     }
     Ok(EnsureColumns {
         tenant: tenant.to_string(),
         database: database.to_string(),
         tables,
     })
+}
+
+/// Same measurement, same tag keys, same field keys with the same value types.
+fn same_shape(a: &Line<'_>, b: &Line<'_>) -> bool {
+    a.measurement() == b.measurement()
+        && a.tag_count() == b.tag_count()
+        && a.field_count() == b.field_count()
+        && a.tags().zip(b.tags()).all(|((x, _), (y, _))| x == y)
+        && a.fields()
+            .zip(b.fields())
+            .all(|((x, u), (y, v))| x == y && value_type(&u) == value_type(&v))
 }
 
 fn want(

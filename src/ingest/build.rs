@@ -4,7 +4,9 @@
 //! batch (looked up by hash, so a known series costs no allocation), convert the timestamp, and
 //! append one row: every field column gets a value or `None`, so all columns stay row-aligned.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use chronoshard_shard::batch::{FieldColumn, FieldValues, SeriesKey, TableBatch, WriteBatch};
 
@@ -13,7 +15,7 @@ use crate::lp::{FieldValue, Line, ParsedBatch};
 use crate::mesh::{owner_of, series_hash};
 
 /// Splits `parsed` by owner shard. The catalog must already hold every table and column.
-pub fn route_rows(parsed: &ParsedBatch, ctx: &RouteCtx<'_>) -> Result<Routed, IngestError> {
+pub fn route_rows(parsed: &ParsedBatch<'_>, ctx: &RouteCtx<'_>) -> Result<Routed, IngestError> {
     let db = ctx.catalog.database(ctx.tenant, ctx.database)?;
     let mut builders: Vec<HashMap<String, TableBuilder>> =
         (0..ctx.shards).map(|_| HashMap::new()).collect();
@@ -57,12 +59,17 @@ pub fn route_rows(parsed: &ParsedBatch, ctx: &RouteCtx<'_>) -> Result<Routed, In
 #[derive(Default)]
 struct TableBuilder {
     series: Vec<SeriesKey>,
-    /// Series hash → indexes into `series` with that hash (collisions compare tags).
-    by_hash: HashMap<u64, Vec<u32>>,
+    /// Series hash → index of the first series with that hash in `series`; more series with
+    /// the same hash (a 64-bit collision) go to `collisions`.
+    by_hash: HashMap<u64, u32, BuildHasherDefault<HashIsKey>>,
+    collisions: Vec<u32>,
     series_of_row: Vec<u32>,
     time: Vec<i64>,
     fields: Vec<FieldColumn>,
     field_index: HashMap<String, usize>,
+    /// Column of each field position of the previous row: the usual next row has the same
+    /// fields in the same order, found with one compare instead of a map lookup.
+    field_hint: Vec<usize>,
 }
 
 impl TableBuilder {
@@ -74,10 +81,22 @@ impl TableBuilder {
             push_none(&mut f.values);
         }
         let rows = self.time.len();
-        for (name, value) in line.fields() {
-            let i = match self.field_index.get(name) {
-                Some(&i) => i,
-                None => self.add_field(name, &value, rows),
+        for (pos, (name, value)) in line.fields().enumerate() {
+            let hinted = self.field_hint.get(pos).copied();
+            let i = match hinted {
+                Some(i) if self.fields[i].name == name => i,
+                _ => {
+                    let i = match self.field_index.get(name) {
+                        Some(&i) => i,
+                        None => self.add_field(name, &value, rows),
+                    };
+                    if pos < self.field_hint.len() {
+                        self.field_hint[pos] = i;
+                    } else {
+                        self.field_hint.push(i);
+                    }
+                    i
+                }
             };
             set_last(&mut self.fields[i].values, value);
         }
@@ -85,15 +104,24 @@ impl TableBuilder {
 
     fn series_index(&mut self, hash: u64, tags: &[(&str, &str)]) -> u32 {
         let same = |s: &SeriesKey| {
-            s.tags.len() == tags.len()
+            s.hash == hash
+                && s.tags.len() == tags.len()
                 && s.tags
                     .iter()
                     .zip(tags)
                     .all(|((a, b), (c, d))| a == c && b == d)
         };
-        let candidates = self.by_hash.entry(hash).or_default();
-        if let Some(&i) = candidates.iter().find(|&&i| same(&self.series[i as usize])) {
-            return i;
+        if let Some(&i) = self.by_hash.get(&hash) {
+            if same(&self.series[i as usize]) {
+                return i;
+            }
+            if let Some(&j) = self
+                .collisions
+                .iter()
+                .find(|&&j| same(&self.series[j as usize]))
+            {
+                return j;
+            }
         }
         let i = self.series.len() as u32;
         self.series.push(SeriesKey {
@@ -103,7 +131,12 @@ impl TableBuilder {
                 .collect(),
             hash,
         });
-        candidates.push(i);
+        match self.by_hash.entry(hash) {
+            Entry::Occupied(_) => self.collisions.push(i),
+            Entry::Vacant(v) => {
+                v.insert(i);
+            }
+        }
         i
     }
 
@@ -161,5 +194,25 @@ fn set_last(values: &mut FieldValues, value: FieldValue<'_>) {
 fn set<T>(v: &mut [Option<T>], x: T) {
     if let Some(last) = v.last_mut() {
         *last = Some(x);
+    }
+}
+
+/// Series hashes are already well mixed: the map uses them as they are.
+#[derive(Default)]
+struct HashIsKey(u64);
+
+impl Hasher for HashIsKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }

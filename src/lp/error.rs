@@ -110,6 +110,17 @@ impl LpErrors {
     pub fn first(&self) -> Option<&LineError> {
         self.errors.first()
     }
+
+    /// True when the body is not UTF-8 (CnosDB answers that with its own error code, 040015).
+    pub fn is_invalid_utf8(&self) -> bool {
+        matches!(
+            self.errors.first(),
+            Some(LineError {
+                kind: LineErrorKind::InvalidUtf8 { .. },
+                ..
+            })
+        )
+    }
 }
 
 /// `text` cut to [`SNIPPET_CHARS`] characters, for quoting in a message.

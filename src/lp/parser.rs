@@ -214,6 +214,7 @@ impl<'a> Parser<'a, '_> {
         self.pos = fields_at;
         self.in_fields = true;
         self.field_set()?;
+        debug_assert!(self.out.fields.len() > fields_start, "a line has a field");
         let timestamp = self.timestamp()?;
         self.sort_tags(tags_start)?;
         self.check_field_keys(fields_start)?;
@@ -296,7 +297,7 @@ impl<'a> Parser<'a, '_> {
     }
 
     /// A measurement, tag key, tag value or field key: up to the first unescaped byte of class
-    /// `stop`. Without an unescaping escape it is a span of the body.
+    /// `STOP`. Without an unescaping escape it is a span of the body.
     #[inline(always)]
     fn name<const STOP: u8>(&mut self) -> Step<Span> {
         let start = self.pos;

@@ -542,8 +542,10 @@ fn invalid_utf8_names_line_and_offset() {
             }
         }]
     );
+    assert!(e.is_invalid_utf8());
     let e = errors(b"a f=1\r\nb f=1\rc f=\"\xc3\"");
     assert_eq!(e.errors[0].line_no, 3);
+    assert!(!errors(b"m f=x").is_invalid_utf8());
 }
 
 #[test]

@@ -165,3 +165,55 @@ fn acknowledged_rows_survive_a_restart() {
     write(&s2, "", "m,s=x v=1.5 1").assert_error(422);
     std::thread::sleep(Duration::from_millis(10));
 }
+
+#[test]
+fn invalid_utf8_is_422_with_its_own_code() {
+    let s = Server::start("", 1);
+    let mut raw = format!(
+        "POST /api/v1/write HTTP/1.1\r\nAuthorization: {ROOT_AUTH}\r\nContent-Length: 12\r\n\r\n"
+    )
+    .into_bytes();
+    raw.extend_from_slice(b"cpu v=1 1\nc\xff\n");
+    let r = request(&s, &raw);
+    r.assert_error(422);
+    assert!(
+        r.text().contains("040015") && r.text().contains("line 2"),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
+fn a_full_memtable_answers_429_with_retry_after_and_writes_nothing_more() {
+    let s = Server::start(
+        "memtable_bytes_per_shard_max = 1048576\nmemtable_full_wait_ms = 200\n",
+        1,
+    );
+    let body: String = (0..2000)
+        .map(|i| format!("big,host=h{i} a=1i,b=2i,c=3i,d=4i {i}\n"))
+        .collect();
+    let mut accepted = 0;
+    let mut refused = None;
+    for round in 0..200 {
+        let r = write(&s, &format!("precision=ns&x={round}"), &body);
+        match r.status {
+            200 => accepted += 1,
+            _ => {
+                refused = Some(r);
+                break;
+            }
+        }
+    }
+    let r = refused.expect("the memtable bound is reached within 200 batches");
+    r.assert_error(429);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(accepted > 0);
+    let rows = metric_sum(&s, ROWS);
+    assert_eq!(
+        rows,
+        accepted * 2000,
+        "the refused batch left nothing behind"
+    );
+    let bytes = metric_sum(&s, "chronoshard_memtable_bytes{");
+    assert!(bytes <= 1_048_576, "memory stayed under the bound: {bytes}");
+}
