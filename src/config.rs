@@ -73,6 +73,8 @@ pub struct HttpConfig {
     pub connections_per_shard_max: usize,
     /// How long a graceful shutdown waits for in-flight requests before exiting anyway.
     pub shutdown_grace_ms: u64,
+    /// Hand a newly accepted connection to the shard with the fewest open connections.
+    pub balance_connections: bool,
 }
 
 impl Default for HttpConfig {
@@ -87,6 +89,7 @@ impl Default for HttpConfig {
             keepalive_idle_timeout_ms: 75_000,
             connections_per_shard_max: 10_000,
             shutdown_grace_ms: 10_000,
+            balance_connections: true,
         }
     }
 }
@@ -295,6 +298,9 @@ keepalive_idle_timeout_ms = {keepalive_idle_timeout_ms}
 connections_per_shard_max = {connections_per_shard_max}
 # On SIGTERM/SIGINT, in-flight requests get this long to finish.
 shutdown_grace_ms = {shutdown_grace_ms}
+# Hand a new connection to the shard with the fewest open connections (the kernel's SO_REUSEPORT
+# spread is a hash, uneven for a few clients).
+balance_connections = {balance_connections}
 "#,
         addr = c.http_addr,
         data_dir = c.data_dir.display(),
@@ -316,6 +322,7 @@ shutdown_grace_ms = {shutdown_grace_ms}
         keepalive_idle_timeout_ms = h.keepalive_idle_timeout_ms,
         connections_per_shard_max = h.connections_per_shard_max,
         shutdown_grace_ms = h.shutdown_grace_ms,
+        balance_connections = h.balance_connections,
     )
 }
 

@@ -149,6 +149,8 @@ enum StoredValue {
 #[derive(Clone, Copy, Debug)]
 struct LineRecord {
     measurement: Span,
+    /// The measurement and tag set exactly as written (escapes and tag order included).
+    raw_key: Span,
     tags_start: u32,
     tags_end: u32,
     fields_start: u32,
@@ -297,6 +299,12 @@ impl<'a> Line<'a> {
     /// The measurement (table) name, unescaped.
     pub fn measurement(&self) -> &'a str {
         self.batch.text(self.record.measurement)
+    }
+
+    /// The measurement and tag set exactly as written, escapes and tag order included. Equal raw
+    /// keys are the same series; different raw keys may still be (tags in another order).
+    pub fn raw_key(&self) -> &'a str {
+        self.batch.text(self.record.raw_key)
     }
 
     /// The tags as (key, value), sorted by key, keys unique.

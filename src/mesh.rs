@@ -33,6 +33,8 @@ pub enum ShardMsg {
     },
     /// A new catalog snapshot from shard 0.
     Catalog(Arc<Catalog>),
+    /// A connection another shard accepted and hands over to balance the load.
+    Connection(glommio::net::AcceptedTcpStream),
 }
 
 /// Senders to every shard's inbox, indexed by shard id.

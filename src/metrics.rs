@@ -75,7 +75,8 @@ fn sum(shards: &[&ShardMetrics], f: impl Fn(&ShardMetrics) -> &AtomicU64) -> u64
 /// Renders the Prometheus text exposition (format 0.0.4) of all shards together.
 pub fn render(shards: &[&ShardMetrics]) -> String {
     let mut out = String::with_capacity(2048);
-    let engine: [Scalar; 5] = [
+    let engine: [Scalar; 6] = [
+        ("chronoshard_http_connections_open", "gauge", "Connections open now on the shard.", |m| &m.connections_open),
         ("chronoshard_memtable_rows", "gauge", "Rows written into the shard's memtable; rewrites of a held (series, time) count again until merged.", |m| &m.memtable_rows),
         ("chronoshard_memtable_series", "gauge", "Series held in the shard's memtable.", |m| &m.memtable_series),
         ("chronoshard_memtable_bytes", "gauge", "Estimated bytes held in the shard's memtable.", |m| &m.memtable_bytes),
@@ -88,7 +89,7 @@ pub fn render(shards: &[&ShardMetrics]) -> String {
             let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", f(m).load(Relaxed));
         }
     }
-    let http: [Scalar; 5] = [
+    let http: [Scalar; 4] = [
         (
             "chronoshard_http_connections_accepted_total",
             "counter",
@@ -100,12 +101,6 @@ pub fn render(shards: &[&ShardMetrics]) -> String {
             "counter",
             "Connections refused with 503 over the per-shard limit.",
             |m| &m.connections_rejected,
-        ),
-        (
-            "chronoshard_http_connections_open",
-            "gauge",
-            "Connections open now.",
-            |m| &m.connections_open,
         ),
         (
             "chronoshard_http_received_bytes_total",

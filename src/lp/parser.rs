@@ -197,11 +197,13 @@ impl<'a> Parser<'a, '_> {
         let line_no = self.line_no;
         let tags_start = self.out.tags.len();
         let fields_start = self.out.fields.len();
+        let key_start = self.pos;
         let measurement = self.measurement()?;
         if self.peek() == Some(b',') {
             self.pos += 1;
             self.tag_set()?;
         }
+        let raw_key = Span::body(key_start, self.pos);
         let fields_at = token::scan_while(self.bytes, self.pos, b' ');
         if fields_at == self.pos
             || self
@@ -220,6 +222,7 @@ impl<'a> Parser<'a, '_> {
         self.check_field_keys(fields_start)?;
         Ok(LineRecord {
             measurement,
+            raw_key,
             tags_start: tags_start as u32,
             tags_end: self.out.tags.len() as u32,
             fields_start: fields_start as u32,

@@ -63,6 +63,7 @@ async fn handle(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
             let _ = reply.send(ensure_on_owner(ctx, &want).await).await;
         }
         ShardMsg::Catalog(snapshot) => ctx.offer_catalog(snapshot),
+        ShardMsg::Connection(stream) => crate::server::shard::adopt(ctx, stream),
     }
 }
 

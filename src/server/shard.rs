@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{future, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::{AcceptedTcpStream, TcpListener, TcpStream};
 use glommio::sync::Gate;
 use glommio::timer::Timer;
 use tracing::{debug, warn};
@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::http::conn;
 use crate::http::error::HttpError;
 use crate::http::response::Response;
-use crate::mesh::Mesh;
+use crate::mesh::{Mesh, ShardMsg};
 use crate::metrics::ShardMetrics;
 use crate::server::inbox::CatalogOwner;
 use crate::server::stop::StopEvent;
@@ -61,6 +61,8 @@ pub struct ShardCtx {
     engine: RefCell<Option<Rc<Engine>>>,
     /// Shard 0 only: the owner of the catalog.
     pub catalog_owner: Option<CatalogOwner>,
+    /// Every connection task of this shard; closing it waits for them (graceful drain).
+    gate: Gate,
 }
 
 impl ShardCtx {
@@ -75,6 +77,7 @@ impl ShardCtx {
             catalog: RefCell::new(catalog.clone()),
             engine: RefCell::new(None),
             catalog_owner: (id == 0).then(|| CatalogOwner::new(catalog, &shared.config)),
+            gate: Gate::new(),
             shared,
         }
     }
@@ -119,16 +122,15 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// closed, idle connections end, in-flight requests get `shutdown_grace_ms` to finish.
 pub async fn serve(ctx: Rc<ShardCtx>, listener: TcpListener) {
     glommio::spawn_local(watch_stop_flag(ctx.clone())).detach();
-    let gate = Gate::new();
     loop {
-        let accepted = future::or(async { Some(listener.accept().await) }, async {
+        let accepted = future::or(async { Some(listener.shared_accept().await) }, async {
             ctx.stop.wait().await;
             None
         })
         .await;
         match accepted {
             None => break,
-            Some(Ok(stream)) => admit(&ctx, &gate, stream),
+            Some(Ok(stream)) => place(&ctx, stream).await,
             Some(Err(e)) => {
                 // EMFILE and friends: back off a little instead of spinning on the error.
                 warn!(shard = ctx.id, error = %e, "accept failed");
@@ -137,7 +139,47 @@ pub async fn serve(ctx: Rc<ShardCtx>, listener: TcpListener) {
         }
     }
     drop(listener);
-    drain(&ctx, &gate).await;
+    drain(&ctx).await;
+}
+
+/// Keeps an accepted connection here, or hands it to the shard with the fewest open
+/// connections when that shard has fewer than this one. The kernel spreads connections over
+/// the SO_REUSEPORT listeners by a hash of their addresses, so a handful of busy clients (a
+/// bulk loader with 4 connections) can land on one core while the other idles; a write's
+/// parsing runs where its connection lives.
+async fn place(ctx: &Rc<ShardCtx>, stream: AcceptedTcpStream) {
+    let open = |i: usize| {
+        ctx.all_metrics()[i]
+            .connections_open
+            .load(Ordering::Relaxed)
+    };
+    let mine = open(ctx.id);
+    let target = (0..ctx.shared.mesh.shards())
+        .filter(|&i| i != ctx.id)
+        .min_by_key(|&i| open(i))
+        .filter(|&i| ctx.config.http.balance_connections && open(i) < mine);
+    let Some(target) = target else {
+        return admit(ctx, stream.bind_to_executor());
+    };
+    // Counted on the target now, so the next accept anywhere sees the move.
+    ShardMetrics::add(&ctx.all_metrics()[target].connections_open, 1);
+    if let Err(e) = ctx
+        .shared
+        .mesh
+        .send(target, ShardMsg::Connection(stream))
+        .await
+    {
+        ctx.all_metrics()[target]
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+        warn!(shard = ctx.id, error = %e, "could not hand a connection over");
+    }
+}
+
+/// Takes over a connection another shard accepted (its open count was already raised there).
+pub fn adopt(ctx: &Rc<ShardCtx>, stream: AcceptedTcpStream) {
+    ctx.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+    admit(ctx, stream.bind_to_executor());
 }
 
 async fn watch_stop_flag(ctx: Rc<ShardCtx>) {
@@ -147,7 +189,7 @@ async fn watch_stop_flag(ctx: Rc<ShardCtx>) {
     ctx.stop.fire();
 }
 
-fn admit(ctx: &Rc<ShardCtx>, gate: &Gate, stream: TcpStream) {
+fn admit(ctx: &Rc<ShardCtx>, stream: TcpStream) {
     ShardMetrics::add(&ctx.metrics.connections_accepted, 1);
     let limit = ctx.config.http.connections_per_shard_max;
     if ctx.open_connections.get() >= limit {
@@ -158,7 +200,7 @@ fn admit(ctx: &Rc<ShardCtx>, gate: &Gate, stream: TcpStream) {
     ctx.open_connections.set(ctx.open_connections.get() + 1);
     ShardMetrics::add(&ctx.metrics.connections_open, 1);
     let task_ctx = ctx.clone();
-    let spawned = gate.spawn(async move {
+    let spawned = ctx.gate.spawn(async move {
         conn::serve(task_ctx.clone(), stream).await;
         task_ctx
             .open_connections
@@ -186,11 +228,11 @@ async fn refuse(mut stream: TcpStream, limit: usize) {
     let _ = stream.close().await;
 }
 
-async fn drain(ctx: &ShardCtx, gate: &Gate) {
+async fn drain(ctx: &ShardCtx) {
     let grace = Duration::from_millis(ctx.config.http.shutdown_grace_ms);
     let drained = future::or(
         async {
-            let _ = gate.close().await;
+            let _ = ctx.gate.close().await;
             true
         },
         async {

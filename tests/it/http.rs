@@ -303,3 +303,27 @@ fn metrics_count_requests_across_shards() {
         "{text}"
     );
 }
+
+#[test]
+fn connections_are_balanced_over_the_shards() {
+    let s = Server::start("", 2);
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        let mut c = Reader::new(s.connect());
+        c.send(PING);
+        assert_eq!(c.read(false).expect("answer").status, 200);
+        held.push(c);
+    }
+    // The scrape itself is a seventh connection.
+    let text = get(&s, "/metrics").text();
+    let open: Vec<u64> = (0..2)
+        .map(|i| {
+            let prefix = format!("chronoshard_http_connections_open{{shard=\"{i}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+                .expect("per-shard gauge")
+        })
+        .collect();
+    assert_eq!(open.iter().sum::<u64>(), 7, "{text}");
+    assert!(open[0].abs_diff(open[1]) <= 1, "balanced: {open:?}");
+}
