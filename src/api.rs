@@ -2,12 +2,12 @@
 
 mod metrics;
 mod ping;
+mod sql;
 mod write;
 
 use std::rc::Rc;
 
 use crate::error::ApiError;
-use crate::http::error::HttpError;
 use crate::http::request::RequestHead;
 use crate::http::response::Response;
 use crate::http::route::Route;
@@ -24,12 +24,6 @@ pub async fn dispatch(
         Route::Ping => Ok(ping::handle()),
         Route::Metrics => Ok(metrics::handle(ctx)),
         Route::Write => write::handle(ctx, head, body).await,
-        // The query path is being built (issue "SQL over HTTP"). Until then the route exists, so
-        // limits, codings and 405s behave, and it says so honestly.
-        Route::Sql => Err(HttpError::NotImplemented {
-            route: route.label(),
-            body_bytes: body.len(),
-        }
-        .into()),
+        Route::Sql => sql::handle(ctx, head, body).await,
     }
 }

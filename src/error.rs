@@ -8,10 +8,12 @@
 
 use crate::auth::AuthError;
 use crate::catalog::CatalogError;
+use crate::format::FormatError;
 use crate::http::coding::CodingError;
 use crate::http::error::HttpError;
 use crate::ingest::{EngineFailure, IngestError};
 use crate::lp::LpErrors;
+use crate::query::QueryError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -23,6 +25,10 @@ pub enum ApiError {
     LineProtocol(#[from] LpErrors),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Format(#[from] FormatError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -63,6 +69,15 @@ impl ApiError {
                 EngineFailure::Unavailable { .. } => (503, "040022"),
                 EngineFailure::Storage { .. } => (500, "020001"),
             },
+            ApiError::Query(e) => match e {
+                QueryError::Parse(_) => (422, "010009"),
+                QueryError::MultiStatement { .. } => (422, "010013"),
+                QueryError::DataFusion(_) => (422, "010001"),
+                QueryError::NotUtf8 => (422, "040015"),
+                QueryError::RuntimeGone => (503, "040022"),
+            },
+            ApiError::Format(FormatError::NotAcceptable(_)) => (400, "040005"),
+            ApiError::Format(_) => (422, "040007"),
             ApiError::Internal(_) => (500, "000000"),
         }
     }
@@ -123,7 +138,6 @@ fn http_class(e: &HttpError) -> (u16, &'static str) {
         HttpError::HeaderTooLarge { .. } | HttpError::TooManyHeaders { .. } => (431, "040021"),
         HttpError::ShuttingDown | HttpError::Starting => (503, "040022"),
         HttpError::TooManyConnections { .. } => (503, "040023"),
-        HttpError::NotImplemented { .. } => (500, "040024"),
     }
 }
 

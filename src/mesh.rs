@@ -9,6 +9,8 @@
 use std::sync::Arc;
 
 use chronoshard_shard::batch::WriteBatch;
+use chronoshard_shard::scan::{ScanRequest, TableSchema};
+use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::catalog::{Catalog, CatalogError, EnsureColumns};
 use crate::ingest::EngineFailure;
@@ -35,10 +37,17 @@ pub enum ShardMsg {
     Catalog(Arc<Catalog>),
     /// A connection another shard accepted and hands over to balance the load.
     Connection(glommio::net::AcceptedTcpStream),
+    /// Scan your rows of a table and stream them back as Arrow batches; dropping `reply` ends
+    /// the stream.
+    Scan {
+        request: ScanRequest,
+        schema: TableSchema,
+        reply: Reply<Result<RecordBatch, String>>,
+    },
 }
 
 /// Senders to every shard's inbox, indexed by shard id.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Mesh {
     inboxes: Arc<Vec<async_channel::Sender<ShardMsg>>>,
 }

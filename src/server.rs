@@ -71,6 +71,7 @@ pub fn run(config: Config, source: &ConfigSource) -> Result<(), ServerError> {
     let addr = resolve_addr(config.http_addr)?;
     let catalog = Catalog::load_or_bootstrap(&config.data_dir.join("meta"), shards)?;
     let (mesh, inboxes) = Mesh::new(shards);
+    let query_rt = query_runtime()?;
     let shared = Arc::new(Shared {
         config: Arc::new(config),
         all_metrics: Arc::new((0..shards).map(|_| Arc::default()).collect()),
@@ -78,6 +79,7 @@ pub fn run(config: Config, source: &ConfigSource) -> Result<(), ServerError> {
         ready: AtomicBool::new(false),
         stop_flag: AtomicBool::new(false),
         initial_catalog: Arc::new(catalog),
+        query_rt: query_rt.handle().clone(),
     });
     // Installed before the shards start, so a signal during start-up is a graceful stop too.
     let signals = install_signals(shared.clone())?;
@@ -108,6 +110,19 @@ pub fn run(config: Config, source: &ConfigSource) -> Result<(), ServerError> {
     signals.close();
     info!("chronoshard stopped");
     Ok(())
+}
+
+/// The tokio runtime DataFusion's exchanges need. Its threads are created here on the main
+/// thread, so they are not pinned to a shard's core.
+fn query_runtime() -> Result<tokio::runtime::Runtime, ServerError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("query")
+        .build()
+        .map_err(|e| ServerError::Shard {
+            shard: 0,
+            message: format!("starting the query runtime: {e}"),
+        })
 }
 
 /// Progress reports from the shards during start-up.

@@ -9,4 +9,5 @@ pub mod batch;
 pub mod engine;
 pub mod io;
 pub mod memtable;
+pub mod scan;
 pub mod wal;

@@ -37,9 +37,4 @@ pub enum HttpError {
     Starting,
     #[error("too many connections on this shard (limit {limit})")]
     TooManyConnections { limit: usize },
-    #[error("{route} is not implemented yet in this build (request body: {body_bytes} bytes after decoding)")]
-    NotImplemented {
-        route: &'static str,
-        body_bytes: usize,
-    },
 }

@@ -9,6 +9,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use chronoshard_shard::batch::WriteBatch;
+use chronoshard_shard::scan::{MemtableScan, ScanRequest, TableSchema};
+use datafusion::arrow::record_batch::RecordBatch;
 use glommio::sync::Semaphore;
 use tracing::warn;
 
@@ -64,7 +66,57 @@ async fn handle(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
         }
         ShardMsg::Catalog(snapshot) => ctx.offer_catalog(snapshot),
         ShardMsg::Connection(stream) => crate::server::shard::adopt(ctx, stream),
+        ShardMsg::Scan {
+            request,
+            schema,
+            reply,
+        } => {
+            for item in scan_local(ctx, &request, &schema) {
+                if reply.send(item).await.is_err() {
+                    break; // the query is gone (LIMIT reached, client left)
+                }
+            }
+        }
     }
+}
+
+/// Bytes of Arrow batches one scan may materialize on a shard before it fails. The memtable is
+/// borrowed while scanning, and a borrow must not live across an await (writes would find it
+/// taken), so a scan's batches are built first and sent after.
+const SCAN_BYTES_MAX: usize = 1 << 30;
+
+/// Scans this shard's rows of a table into Arrow batches (or one error).
+fn scan_local(
+    ctx: &ShardCtx,
+    request: &ScanRequest,
+    schema: &TableSchema,
+) -> Vec<Result<RecordBatch, String>> {
+    let Some(engine) = ctx.engine() else {
+        return vec![Err(format!("shard {} is not ready", ctx.id))];
+    };
+    let memtable = engine.memtable();
+    let scan = match MemtableScan::new(&memtable, schema, request) {
+        Ok(scan) => scan,
+        Err(e) => return vec![Err(e.to_string())],
+    };
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for batch in scan {
+        match batch {
+            Ok(b) => {
+                bytes += b.get_array_memory_size();
+                if bytes > SCAN_BYTES_MAX {
+                    return vec![Err(format!(
+                        "scan of {} on shard {} exceeds {SCAN_BYTES_MAX} bytes; narrow it with a time range or tag filter",
+                        request.table, ctx.id
+                    ))];
+                }
+                out.push(Ok(b));
+            }
+            Err(e) => return vec![Err(e.to_string())],
+        }
+    }
+    out
 }
 
 /// Applies a batch this shard owns: WAL (durable per the WAL mode), then memtable.

@@ -44,6 +44,8 @@ pub struct Shared {
     pub stop_flag: AtomicBool,
     /// Catalog as loaded at start; later versions arrive as mesh messages.
     pub initial_catalog: Arc<Catalog>,
+    /// The query runtime (tokio, unpinned threads) where DataFusion plans run above the scans.
+    pub query_rt: tokio::runtime::Handle,
 }
 
 /// What the tasks of one shard share.

@@ -5,4 +5,5 @@ mod common;
 mod crash;
 mod http;
 mod lifecycle;
+mod sql;
 mod write;

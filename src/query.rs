@@ -1,0 +1,236 @@
+//! SQL through DataFusion: a session per query over the catalog snapshot, each table's scan
+//! scattered to every shard, the rest of the plan on a small tokio runtime.
+//!
+//! First slice of the query design (`docs/architecture.md`, "A query's life"): every table is a
+//! DataFusion `StreamingTable` with one partition per shard. Executing partition N sends a scan
+//! request to shard N over the mesh; shard N reads its memtable on its own core and streams
+//! Arrow batches back over a bounded channel. Everything above the scans (filter, aggregate,
+//! sort, limit) runs on the query runtime (tokio, unpinned threads), because DataFusion's
+//! exchanges spawn tokio tasks. A glommio reactor never waits on tokio: the connection task
+//! awaits a runtime-agnostic channel. Moving filters, projections and partial aggregates down
+//! onto the shards is the next step.
+
+use std::sync::Arc;
+
+use chronoshard_shard::batch::ValueType;
+use chronoshard_shard::scan::{ScanRequest, TableSchema};
+use datafusion::arrow::datatypes::{SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::SendableRecordBatchStream;
+
+use crate::catalog::{Catalog, ColumnKind, Database, Precision, Table};
+use crate::mesh::{Mesh, ShardMsg};
+
+/// Batches a shard may have in flight towards a query before it waits.
+const SCAN_CHANNEL_BATCHES: usize = 4;
+/// Rows per batch a shard's scan produces.
+const SCAN_BATCH_ROWS: usize = 8192;
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("sql parser error: {0}")]
+    Parse(String),
+    #[error("Multi-statement not allow, found num:{count}, sql:{sql}")]
+    MultiStatement { count: usize, sql: String },
+    #[error("Datafusion: {0}")]
+    DataFusion(String),
+    #[error("query runtime is gone (shutting down)")]
+    RuntimeGone,
+    #[error("the query body is not valid UTF-8")]
+    NotUtf8,
+}
+
+/// The outcome of a statement: its schema and every batch.
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// Runs one SQL statement for (tenant, database) on the query runtime; the returned future can
+/// be awaited from a glommio task.
+pub async fn run(
+    rt: &tokio::runtime::Handle,
+    mesh: Mesh,
+    catalog: Arc<Catalog>,
+    tenant: String,
+    database: String,
+    sql: String,
+) -> Result<Option<QueryOutput>, QueryError> {
+    let (tx, rx) = async_channel::bounded(1);
+    rt.spawn(async move {
+        let out = execute(mesh, &catalog, &tenant, &database, &sql).await;
+        let _ = tx.send(out).await;
+    });
+    rx.recv().await.map_err(|_| QueryError::RuntimeGone)?
+}
+
+async fn execute(
+    mesh: Mesh,
+    catalog: &Catalog,
+    tenant: &str,
+    database: &str,
+    sql: &str,
+) -> Result<Option<QueryOutput>, QueryError> {
+    let ctx = session(mesh, catalog, tenant, database)?;
+    let statements = datafusion::sql::parser::DFParser::parse_sql(sql)
+        .map_err(|e| QueryError::Parse(e.to_string()))?;
+    match statements.len() {
+        0 => return Ok(None),
+        1 => {}
+        count => {
+            return Err(QueryError::MultiStatement {
+                count,
+                sql: sql.to_string(),
+            })
+        }
+    }
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let frame = ctx
+        .sql_with_options(sql, options)
+        .await
+        .map_err(datafusion_error)?;
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(datafusion_error)?;
+    Ok(Some(QueryOutput { schema, batches }))
+}
+
+fn datafusion_error(e: DataFusionError) -> QueryError {
+    match e {
+        DataFusionError::SQL(e, _) => QueryError::Parse(e.to_string()),
+        other => QueryError::DataFusion(other.to_string()),
+    }
+}
+
+/// A session whose default schema is the request's database, one table per catalog table.
+fn session(
+    mesh: Mesh,
+    catalog: &Catalog,
+    tenant: &str,
+    database: &str,
+) -> Result<SessionContext, QueryError> {
+    let config = SessionConfig::new()
+        .with_target_partitions(mesh.shards())
+        .with_default_catalog_and_schema(tenant, database)
+        .with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    let Ok(db) = catalog.database(tenant, database) else {
+        return Ok(ctx);
+    };
+    for table in db.tables.values() {
+        let provider = table_provider(&mesh, tenant, db, table)?;
+        ctx.register_table(table.name.as_str(), provider)
+            .map_err(datafusion_error)?;
+    }
+    Ok(ctx)
+}
+
+fn table_provider(
+    mesh: &Mesh,
+    tenant: &str,
+    db: &Database,
+    table: &Table,
+) -> Result<Arc<StreamingTable>, QueryError> {
+    let schema = table_schema(db.precision, table);
+    let arrow_schema = schema.arrow_schema();
+    let partitions = (0..mesh.shards())
+        .map(|shard| {
+            Arc::new(ShardPartition {
+                shard,
+                mesh: mesh.clone(),
+                schema: schema.clone(),
+                arrow_schema: arrow_schema.clone(),
+                request: ScanRequest {
+                    tenant: tenant.to_string(),
+                    database: db.name.clone(),
+                    table: table.name.clone(),
+                    projection: None,
+                    time_range: (i64::MIN, i64::MAX),
+                    tag_filters: Vec::new(),
+                    limit: None,
+                    batch_rows: SCAN_BATCH_ROWS,
+                },
+            }) as Arc<dyn PartitionStream>
+        })
+        .collect();
+    StreamingTable::try_new(arrow_schema, partitions)
+        .map(Arc::new)
+        .map_err(datafusion_error)
+}
+
+/// The scan schema of a catalog table: time in the database's unit, tags, typed fields.
+pub fn table_schema(precision: Precision, table: &Table) -> TableSchema {
+    let mut tags = Vec::new();
+    let mut fields = Vec::new();
+    for c in &table.columns {
+        match c.kind {
+            ColumnKind::Time => {}
+            ColumnKind::Tag => tags.push(c.name.clone()),
+            ColumnKind::Field(t) => fields.push((c.name.clone(), ValueType::from(t))),
+        }
+    }
+    TableSchema {
+        time_unit: match precision {
+            Precision::Nanos => TimeUnit::Nanosecond,
+            Precision::Micros => TimeUnit::Microsecond,
+            Precision::Millis => TimeUnit::Millisecond,
+        },
+        tags,
+        fields,
+    }
+}
+
+/// One shard's part of a table: executing it asks that shard for its rows.
+#[derive(Debug)]
+struct ShardPartition {
+    shard: usize,
+    mesh: Mesh,
+    schema: TableSchema,
+    arrow_schema: SchemaRef,
+    request: ScanRequest,
+}
+
+impl PartitionStream for ShardPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.arrow_schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (tx, rx) = async_channel::bounded(SCAN_CHANNEL_BATCHES);
+        let msg = ShardMsg::Scan {
+            request: self.request.clone(),
+            schema: self.schema.clone(),
+            reply: tx,
+        };
+        let (mesh, shard) = (self.mesh.clone(), self.shard);
+        // The request is sent when the stream is first polled; then batches flow until the
+        // shard drops its end.
+        let stream = futures_lite::stream::unfold(
+            (Some((mesh, msg)), rx),
+            move |(pending, rx)| async move {
+                if let Some((mesh, msg)) = pending {
+                    if mesh.send(shard, msg).await.is_err() {
+                        let e = DataFusionError::Execution(format!("shard {shard} is stopping"));
+                        return Some((Err(e), (None, rx)));
+                    }
+                }
+                let item = rx.recv().await.ok()?;
+                let item = item.map_err(DataFusionError::Execution);
+                Some((item, (None, rx)))
+            },
+        );
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.arrow_schema.clone(),
+            stream,
+        ))
+    }
+}
