@@ -77,6 +77,10 @@ impl ApiError {
                 QueryError::RuntimeGone => (503, "040022"),
             },
             ApiError::Format(FormatError::NotAcceptable(_)) => (400, "040005"),
+            // Misuse of the encoder by our own code, not a property of the answer.
+            ApiError::Format(FormatError::AfterFinish | FormatError::ColumnCount { .. }) => {
+                (500, "000000")
+            }
             ApiError::Format(_) => (422, "040007"),
             ApiError::Internal(_) => (500, "000000"),
         }

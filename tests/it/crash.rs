@@ -1,8 +1,10 @@
 //! Kill -9 under write load, restart, and check that every acknowledged row is there.
 //!
-//! Until SQL lands, "there" is read from `/metrics` (rows held per shard): every point written is
-//! distinct, so the row count after restart must be at least the acknowledged count and at
-//! most the sent count. The query issue switches this to exact checks through SQL.
+//! Every point written is distinct, so after the restart `SELECT count(*)` (through SQL, over every
+//! shard) must be at least what was acknowledged and at most what was sent, and every writer's
+//! acknowledged batches must all be there: for each writer, the batches present are exactly a
+//! prefix 0..k with k at least its acknowledged count (a batch is acknowledged only after all
+//! its rows are durable on every owner).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,18 +12,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::common::{metric_sum, signal, Server, ROOT_AUTH};
+use crate::common::{metric_sum, request, signal, Server, ROOT_AUTH};
 
 const WRITERS: usize = 4;
 const LINES_PER_BATCH: u64 = 50;
 
 /// Writes distinct points on one keep-alive connection until told to stop or the server dies.
-/// Returns (acknowledged rows, sent rows).
+/// Counts acknowledged rows in `acked` and this writer's acknowledged batches in
+/// `acked_batches`; returns the rows sent.
 fn writer(
     server: std::net::SocketAddr,
     id: usize,
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
+    acked_batches: Arc<AtomicU64>,
 ) -> u64 {
     let Ok(mut conn) = TcpStream::connect(server) else {
         return 0;
@@ -55,6 +59,7 @@ fn writer(
         }
         acked.fetch_add(LINES_PER_BATCH, Ordering::SeqCst);
         batch += 1;
+        acked_batches.store(batch, Ordering::SeqCst);
     }
     sent
 }
@@ -63,10 +68,13 @@ fn one_cycle(mut server: Server, seed: u64) -> Server {
     let before = metric_sum(&server, "chronoshard_memtable_rows{");
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
+    let per_writer: Vec<Arc<AtomicU64>> = (0..WRITERS).map(|_| Arc::default()).collect();
+    let first_id = (seed as usize) * WRITERS;
     let threads: Vec<_> = (0..WRITERS)
-        .map(|id| {
+        .map(|i| {
             let (stop, acked, addr) = (stop.clone(), acked.clone(), server.addr);
-            std::thread::spawn(move || writer(addr, id + (seed as usize) * WRITERS, stop, acked))
+            let mine = per_writer[i].clone();
+            std::thread::spawn(move || writer(addr, first_id + i, stop, acked, mine))
         })
         .collect();
     std::thread::sleep(Duration::from_millis(200 + seed * 7919 % 800));
@@ -87,6 +95,20 @@ fn one_cycle(mut server: Server, seed: u64) -> Server {
         "more rows than sent: had {before}, sent {sent}, now {after}"
     );
     server
+}
+
+/// The single number a one-cell SQL answer holds.
+fn sql_count(server: &Server, query: &str) -> u64 {
+    let raw = format!(
+        "POST /api/v1/sql HTTP/1.1\r\nAuthorization: {ROOT_AUTH}\r\nContent-Length: {}\r\n\r\n{query}",
+        query.len()
+    );
+    let r = request(server, raw.as_bytes());
+    assert_eq!(r.status, 200, "{query}: {}", r.text());
+    let text = r.text();
+    let cell = text.lines().nth(1).unwrap_or_default();
+    cell.parse()
+        .unwrap_or_else(|_| panic!("{query}: not a number: {text:?}"))
 }
 
 #[test]
