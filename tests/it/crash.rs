@@ -94,6 +94,35 @@ fn one_cycle(mut server: Server, seed: u64) -> Server {
         after <= before + sent,
         "more rows than sent: had {before}, sent {sent}, now {after}"
     );
+    let counted = sql_count(&server, "SELECT count(*) FROM crash");
+    assert_eq!(counted, after, "SQL sees every row the shards hold");
+    for (i, acked_batches) in per_writer.iter().enumerate() {
+        let acked_batches = acked_batches.load(Ordering::SeqCst);
+        let w = first_id + i;
+        let filter = format!("FROM crash WHERE w = 'w{w}'");
+        let rows = sql_count(&server, &format!("SELECT count(*) {filter}"));
+        let batches = sql_count(&server, &format!("SELECT count(DISTINCT v) {filter}"));
+        let top = sql_count(
+            &server,
+            &format!("SELECT coalesce(max(v), -1) + 1 {filter}"),
+        );
+        assert!(
+            batches >= acked_batches,
+            "writer {w}: {acked_batches} batches acknowledged, {batches} present"
+        );
+        assert_eq!(
+            batches, top,
+            "writer {w}: the batches present are a prefix 0..{top}"
+        );
+        assert!(
+            rows <= batches * LINES_PER_BATCH,
+            "writer {w}: no row beyond its batches"
+        );
+        assert!(
+            rows >= acked_batches * LINES_PER_BATCH,
+            "writer {w}: every acknowledged batch is complete"
+        );
+    }
     server
 }
 
