@@ -2,13 +2,16 @@
 //! scattered to every shard, the rest of the plan on a small tokio runtime.
 //!
 //! First slice of the query design (`docs/architecture.md`, "A query's life"): every table is a
-//! DataFusion `StreamingTable` with one partition per shard. Executing partition N sends a scan
-//! request to shard N over the mesh; shard N reads its memtable on its own core and streams
+//! DataFusion table provider (`query/table.rs`) whose scan has one partition per shard, with the
+//! projection, time range, tag filters and limit pushed into it. Executing partition N sends a
+//! scan request to shard N over the mesh; shard N reads its memtable on its own core and streams
 //! Arrow batches back over a bounded channel. Everything above the scans (filter, aggregate,
 //! sort, limit) runs on the query runtime (tokio, unpinned threads), because DataFusion's
 //! exchanges spawn tokio tasks. A glommio reactor never waits on tokio: the connection task
 //! awaits a runtime-agnostic channel. Moving filters, projections and partial aggregates down
 //! onto the shards is the next step.
+
+mod table;
 
 use std::sync::Arc;
 
@@ -16,7 +19,6 @@ use chronoshard_shard::batch::ValueType;
 use chronoshard_shard::scan::{ScanRequest, TableSchema};
 use datafusion::arrow::datatypes::{SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::streaming::StreamingTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::TaskContext;
@@ -26,6 +28,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 
 use crate::catalog::{Catalog, ColumnKind, Database, Precision, Table};
 use crate::mesh::{Mesh, ShardMsg};
+use table::ShardedTable;
 
 /// Batches a shard may have in flight towards a query before it waits.
 const SCAN_CHANNEL_BATCHES: usize = 4;
@@ -127,44 +130,23 @@ fn session(
         return Ok(ctx);
     };
     for table in db.tables.values() {
-        let provider = table_provider(&mesh, tenant, db, table)?;
+        let provider = table_provider(&mesh, tenant, db, table);
         ctx.register_table(table.name.as_str(), provider)
             .map_err(datafusion_error)?;
     }
     Ok(ctx)
 }
 
-fn table_provider(
-    mesh: &Mesh,
-    tenant: &str,
-    db: &Database,
-    table: &Table,
-) -> Result<Arc<StreamingTable>, QueryError> {
+fn table_provider(mesh: &Mesh, tenant: &str, db: &Database, table: &Table) -> Arc<ShardedTable> {
     let schema = table_schema(db.precision, table);
-    let arrow_schema = schema.arrow_schema();
-    let partitions = (0..mesh.shards())
-        .map(|shard| {
-            Arc::new(ShardPartition {
-                shard,
-                mesh: mesh.clone(),
-                schema: schema.clone(),
-                arrow_schema: arrow_schema.clone(),
-                request: ScanRequest {
-                    tenant: tenant.to_string(),
-                    database: db.name.clone(),
-                    table: table.name.clone(),
-                    projection: None,
-                    time_range: (i64::MIN, i64::MAX),
-                    tag_filters: Vec::new(),
-                    limit: None,
-                    batch_rows: SCAN_BATCH_ROWS,
-                },
-            }) as Arc<dyn PartitionStream>
-        })
-        .collect();
-    StreamingTable::try_new(arrow_schema, partitions)
-        .map(Arc::new)
-        .map_err(datafusion_error)
+    Arc::new(ShardedTable {
+        mesh: mesh.clone(),
+        arrow_schema: schema.arrow_schema(),
+        schema,
+        tenant: tenant.to_string(),
+        database: db.name.clone(),
+        table: table.name.clone(),
+    })
 }
 
 /// The scan schema of a catalog table: time in the database's unit, tags, typed fields.
@@ -195,6 +177,7 @@ struct ShardPartition {
     shard: usize,
     mesh: Mesh,
     schema: TableSchema,
+    /// The (projected) schema of the batches the shard sends.
     arrow_schema: SchemaRef,
     request: ScanRequest,
 }

@@ -71,6 +71,15 @@ async fn handle(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
             schema,
             reply,
         } => {
+            tracing::debug!(
+                shard = ctx.id,
+                table = %request.table,
+                projection = ?request.projection,
+                time_range = ?request.time_range,
+                tag_filters = ?request.tag_filters,
+                limit = ?request.limit,
+                "scan"
+            );
             for item in scan_local(ctx, &request, &schema) {
                 if reply.send(item).await.is_err() {
                     break; // the query is gone (LIMIT reached, client left)

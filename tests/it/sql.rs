@@ -144,3 +144,48 @@ fn errors_have_the_right_status_and_code() {
     );
     unauth.assert_error(401);
 }
+
+#[test]
+fn pushed_down_filters_keep_exactly_the_matching_rows() {
+    let s = Server::start("", 2);
+    let mut body = String::new();
+    for host in 0..20 {
+        for t in 1..=10 {
+            body.push_str(&format!(
+                "f,host=h{host},dc=d{} v={t}i {t}000000\n",
+                host % 3
+            ));
+        }
+    }
+    assert_eq!(write(&s, "", &body).status, 200);
+    let count = |filter: &str| {
+        let r = sql(
+            &s,
+            "",
+            None,
+            &format!("SELECT count(*) AS n FROM f WHERE {filter}"),
+        );
+        assert_eq!(r.status, 200, "{filter}: {}", r.text());
+        r.text().lines().nth(1).unwrap_or_default().to_string()
+    };
+    let ms = |m: i64| format!("'1970-01-01T00:00:00.{m:03}'");
+    assert_eq!(count(&format!("time > {}", ms(3))), "140");
+    assert_eq!(count(&format!("time >= {}", ms(3))), "160");
+    assert_eq!(count(&format!("time < {}", ms(3))), "40");
+    assert_eq!(count(&format!("time <= {}", ms(3))), "60");
+    assert_eq!(count(&format!("time = {}", ms(3))), "20");
+    assert_eq!(
+        count(&format!("{} < time AND time < {}", ms(2), ms(5))),
+        "40"
+    );
+    assert_eq!(count("time > '1970-01-01T00:00:00.0030000005'"), "140");
+    assert_eq!(count("host = 'h3'"), "10");
+    assert_eq!(count("'h3' = host"), "10");
+    assert_eq!(count("host IN ('h1', 'h2', 'nope')"), "20");
+    assert_eq!(count("host NOT IN ('h1', 'h2')"), "180");
+    assert_eq!(count("dc = 'd0' AND host IN ('h0', 'h1', 'h3')"), "20");
+    assert_eq!(count(&format!("dc = 'd1' AND time >= {}", ms(9))), "14");
+    assert_eq!(count("host = 'h1' OR v = 1"), "29");
+    let limited = sql(&s, "", None, "SELECT host FROM f LIMIT 7");
+    assert_eq!(limited.text().lines().count(), 8, "header and 7 rows");
+}
