@@ -114,6 +114,8 @@ pub struct Config {
     pub memtable_bytes_per_shard_max: usize,
     /// How long a write waits for memtable room before it is answered 429.
     pub memtable_full_wait_ms: u64,
+    /// A SQL statement running longer is cancelled and answered 500.
+    pub query_timeout_ms: u64,
     /// Whether passwords are checked (off: the user must exist, the password is ignored).
     pub auth: bool,
     /// Memory each shard registers with io_uring for storage I/O. All shards together must fit
@@ -135,6 +137,7 @@ impl Default for Config {
             wal_segment_bytes: 64 << 20,
             memtable_bytes_per_shard_max: 1 << 30,
             memtable_full_wait_ms: 5_000,
+            query_timeout_ms: 300_000,
             auth: false,
             io_memory_bytes_per_shard: 2 * 1024 * 1024,
             log: "info".to_string(),
@@ -186,7 +189,8 @@ impl Config {
     /// Rejects values the server cannot run with, naming the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let h = &self.http;
-        let checks: [(&str, bool); 10] = [
+        let checks: [(&str, bool); 11] = [
+            ("query_timeout_ms must be > 0", self.query_timeout_ms > 0),
             (
                 "wal_segment_bytes must be a positive multiple of 4096",
                 self.wal_segment_bytes > 0 && self.wal_segment_bytes % 4096 == 0,
@@ -272,6 +276,8 @@ wal_segment_bytes = {wal_segment_bytes}
 # Memory one shard's memtable may hold; past it writes wait memtable_full_wait_ms, then get 429.
 memtable_bytes_per_shard_max = {memtable_bytes}
 memtable_full_wait_ms = {memtable_wait}
+# A SQL statement running longer is cancelled and answered 500.
+query_timeout_ms = {query_timeout_ms}
 # Check passwords (false: the user must exist, the password is ignored). Flag --auth, env CHRONOSHARD_AUTH.
 auth = {auth}
 # io_uring registered-buffer memory per shard; all shards together must fit under RLIMIT_MEMLOCK.
@@ -310,6 +316,7 @@ balance_connections = {balance_connections}
         wal_segment_bytes = c.wal_segment_bytes,
         memtable_bytes = c.memtable_bytes_per_shard_max,
         memtable_wait = c.memtable_full_wait_ms,
+        query_timeout_ms = c.query_timeout_ms,
         auth = c.auth,
         io_memory = c.io_memory_bytes_per_shard,
         log = c.log,

@@ -75,6 +75,7 @@ impl ApiError {
                 QueryError::DataFusion(_) => (422, "010001"),
                 QueryError::NotUtf8 => (422, "040015"),
                 QueryError::RuntimeGone => (503, "040022"),
+                QueryError::Timeout { .. } => (500, "000002"),
             },
             ApiError::Format(FormatError::NotAcceptable(_)) => (400, "040005"),
             // Misuse of the encoder by our own code, not a property of the answer.

@@ -48,6 +48,8 @@ pub enum QueryError {
     RuntimeGone,
     #[error("the query body is not valid UTF-8")]
     NotUtf8,
+    #[error("query timed out after {ms} ms")]
+    Timeout { ms: u64 },
 }
 
 /// The outcome of a statement: its schema and every batch.
@@ -57,7 +59,7 @@ pub struct QueryOutput {
 }
 
 /// Runs one SQL statement for (tenant, database) on the query runtime; the returned future can
-/// be awaited from a glommio task.
+/// be awaited from a glommio task. Past `timeout` the query is cancelled and `Timeout` returned.
 pub async fn run(
     rt: &tokio::runtime::Handle,
     mesh: Mesh,
@@ -65,13 +67,29 @@ pub async fn run(
     tenant: String,
     database: String,
     sql: String,
+    timeout: std::time::Duration,
 ) -> Result<Option<QueryOutput>, QueryError> {
     let (tx, rx) = async_channel::bounded(1);
-    rt.spawn(async move {
+    let task = rt.spawn(async move {
         let out = execute(mesh, &catalog, &tenant, &database, &sql).await;
         let _ = tx.send(out).await;
     });
-    rx.recv().await.map_err(|_| QueryError::RuntimeGone)?
+    let answer = futures_lite::future::or(async { Some(rx.recv().await) }, async {
+        glommio::timer::Timer::new(timeout).await;
+        None
+    })
+    .await;
+    match answer {
+        Some(out) => out.map_err(|_| QueryError::RuntimeGone)?,
+        None => {
+            // Dropping the plan's streams also drops the shards' reply channels, which ends
+            // their scans at the next batch.
+            task.abort();
+            Err(QueryError::Timeout {
+                ms: timeout.as_millis() as u64,
+            })
+        }
+    }
 }
 
 async fn execute(

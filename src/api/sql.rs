@@ -47,7 +47,9 @@ pub async fn handle(
     catalog.database(&tenant, &database)?;
     let sql = String::from_utf8(body).map_err(|_| QueryError::NotUtf8)?;
     let mesh = ctx.shared.mesh.clone();
-    let output = query::run(&ctx.shared.query_rt, mesh, catalog, tenant, database, sql).await?;
+    let timeout = std::time::Duration::from_millis(ctx.config.query_timeout_ms);
+    let rt = &ctx.shared.query_rt;
+    let output = query::run(rt, mesh, catalog, tenant, database, sql, timeout).await?;
     let Some(output) = output else {
         return Ok(Response::new(200, format.content_type(), Vec::new()));
     };

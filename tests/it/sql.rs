@@ -189,3 +189,23 @@ fn pushed_down_filters_keep_exactly_the_matching_rows() {
     let limited = sql(&s, "", None, "SELECT host FROM f LIMIT 7");
     assert_eq!(limited.text().lines().count(), 8, "header and 7 rows");
 }
+
+#[test]
+fn a_query_past_the_timeout_is_cancelled_with_500() {
+    let s = Server::start("query_timeout_ms = 200\n", 2);
+    let started = std::time::Instant::now();
+    let r = sql(
+        &s,
+        "",
+        None,
+        "SELECT count(*) FROM generate_series(1, 5000000000)",
+    );
+    r.assert_error(500);
+    assert!(r.text().contains("timed out"), "{}", r.text());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(
+        sql(&s, "", None, "select 2").text(),
+        "Int64(2)\n2\n",
+        "the server goes on"
+    );
+}
