@@ -680,10 +680,9 @@ fn connect(cfg: &LoadConfig, conn: usize) -> Result<TcpStream, LoadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use crate::test_server::Answer;
     use std::net::TcpListener;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// How the test server answers each request.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -711,95 +710,26 @@ mod tests {
 
     #[derive(Debug, Default)]
     struct Counters {
-        accepted: AtomicUsize,
         requests: AtomicUsize,
         body_bytes: AtomicUsize,
-        stop: AtomicBool,
     }
 
-    /// A tiny HTTP/1.1 server on 127.0.0.1 with an ephemeral port, bounded to 30 s.
-    struct TestServer {
-        addr: SocketAddr,
-        counters: Arc<Counters>,
-        accept_loop: Option<thread::JoinHandle<()>>,
-    }
+    type TestServer = crate::test_server::TestServer<Counters>;
 
-    impl TestServer {
-        fn start(reply: Reply) -> Self {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-            listener
-                .set_nonblocking(true)
-                .expect("nonblocking listener");
-            let addr = listener.local_addr().expect("local addr");
-            let counters = Arc::new(Counters::default());
-            let c = Arc::clone(&counters);
-            let accept_loop = thread::spawn(move || accept_loop(&listener, reply, &c));
-            Self {
-                addr,
-                counters,
-                accept_loop: Some(accept_loop),
+    /// A server answering every request with `reply`, counting requests and body bytes.
+    fn server(reply: Reply) -> TestServer {
+        TestServer::start(Counters::default(), move |c, _head, body| {
+            c.requests.fetch_add(1, Ordering::SeqCst);
+            c.body_bytes.fetch_add(body.len(), Ordering::SeqCst);
+            match reply {
+                Reply::CloseEach => Answer::SendAndClose(reply.bytes()),
+                _ => Answer::Send(reply.bytes()),
             }
-        }
-
-        fn count(&self, which: fn(&Counters) -> &AtomicUsize) -> usize {
-            which(&self.counters).load(Ordering::SeqCst)
-        }
+        })
     }
 
-    impl Drop for TestServer {
-        fn drop(&mut self) {
-            self.counters.stop.store(true, Ordering::SeqCst);
-            if let Some(h) = self.accept_loop.take() {
-                let _ = h.join();
-            }
-        }
-    }
-
-    fn accept_loop(listener: &TcpListener, reply: Reply, counters: &Arc<Counters>) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !counters.stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    counters.accepted.fetch_add(1, Ordering::SeqCst);
-                    let c = Arc::clone(counters);
-                    thread::spawn(move || serve(stream, reply, &c));
-                }
-                Err(_) => thread::sleep(Duration::from_millis(1)),
-            }
-        }
-    }
-
-    /// Answers every complete request on one connection until EOF, error or 2 s of silence.
-    fn serve(mut stream: TcpStream, reply: Reply, counters: &Counters) {
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut pending = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            while let Some((len, body)) = complete_request(&pending) {
-                pending.drain(..len);
-                counters.requests.fetch_add(1, Ordering::SeqCst);
-                counters.body_bytes.fetch_add(body, Ordering::SeqCst);
-                if stream.write_all(reply.bytes()).is_err() || reply == Reply::CloseEach {
-                    return;
-                }
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => pending.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    /// Length of the first complete request in `buf` and of its body.
-    fn complete_request(buf: &[u8]) -> Option<(usize, usize)> {
-        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-        let body = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().expect("numeric content-length"));
-        (buf.len() >= head_end + body).then_some((head_end + body, body))
+    fn count(server: &TestServer, which: fn(&Counters) -> &AtomicUsize) -> usize {
+        which(&server.state).load(Ordering::SeqCst)
     }
 
     fn args(addr: SocketAddr) -> HttpArgs {
@@ -827,7 +757,7 @@ mod tests {
 
     #[test]
     fn keep_alive_connections_are_reused() {
-        let server = TestServer::start(Reply::Ok);
+        let server = server(Reply::Ok);
         let sum = run_against(&server, |_| {});
         let s = &sum.stats;
         assert_eq!(
@@ -837,13 +767,9 @@ mod tests {
             s.first_error
         );
         assert!(s.requests > 0);
-        assert_eq!(
-            server.count(|c| &c.accepted),
-            4,
-            "one socket per connection"
-        );
+        assert_eq!(server.accepted(), 4, "one socket per connection");
         assert!(
-            server.count(|c| &c.requests) as u64 >= s.requests,
+            count(&server, |c| &c.requests) as u64 >= s.requests,
             "warm-up excluded"
         );
         assert_eq!(s.bytes_read, s.requests * Reply::Ok.bytes().len() as u64);
@@ -857,18 +783,18 @@ mod tests {
 
     #[test]
     fn pipelined_chunked_responses() {
-        let server = TestServer::start(Reply::Chunked);
+        let server = server(Reply::Chunked);
         let sum = run_against(&server, |a| a.pipeline = 8);
         let s = &sum.stats;
         assert_eq!(s.errors, 0, "{:?}", s.first_error);
         assert!(s.requests >= 8);
-        assert_eq!(server.count(|c| &c.accepted), 4);
-        assert_eq!(server.count(|c| &c.requests) % 8, 0, "whole batches only");
+        assert_eq!(server.accepted(), 4);
+        assert_eq!(count(&server, |c| &c.requests) % 8, 0, "whole batches only");
     }
 
     #[test]
     fn non_2xx_statuses_are_counted() {
-        let server = TestServer::start(Reply::Unavailable);
+        let server = server(Reply::Unavailable);
         let s = run_against(&server, |_| {}).stats;
         assert!(s.requests > 0);
         assert_eq!((s.non2xx, s.errors), (s.requests, 0));
@@ -876,16 +802,16 @@ mod tests {
 
     #[test]
     fn server_close_reconnects_without_errors() {
-        let server = TestServer::start(Reply::CloseEach);
+        let server = server(Reply::CloseEach);
         let s = run_against(&server, |a| a.duration_s = 0.2).stats;
         assert_eq!(s.errors, 0, "{:?}", s.first_error);
         assert!(s.requests > 0);
-        assert!(server.count(|c| &c.accepted) as u64 > s.requests);
+        assert!(server.accepted() as u64 > s.requests);
     }
 
     #[test]
     fn server_close_with_pipelined_requests_is_an_error() {
-        let server = TestServer::start(Reply::CloseEach);
+        let server = server(Reply::CloseEach);
         let s = run_against(&server, |a| (a.pipeline, a.duration_s) = (2, 0.2)).stats;
         assert!(s.requests > 0 && s.errors > 0);
         let first = s.first_error.expect("an error");
@@ -920,7 +846,7 @@ mod tests {
         let path =
             std::env::temp_dir().join(format!("chronoshard-bench-{}.body", std::process::id()));
         std::fs::write(&path, b"cpu,host=a usage=1 1\n").expect("write body file");
-        let server = TestServer::start(Reply::Ok);
+        let server = server(Reply::Ok);
         let s = run_against(&server, |a| {
             a.method = "POST".into();
             a.body_file = Some(path.clone());
@@ -928,8 +854,8 @@ mod tests {
         .stats;
         let _ = std::fs::remove_file(&path);
         assert_eq!(s.errors, 0, "{:?}", s.first_error);
-        let requests = server.count(|c| &c.requests);
-        assert_eq!(server.count(|c| &c.body_bytes), requests * 21);
+        let requests = count(&server, |c| &c.requests);
+        assert_eq!(count(&server, |c| &c.body_bytes), requests * 21);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 mod http_client;
 mod http_load;
+#[cfg(test)]
+mod test_server;
 mod tsbs;
 mod tsbs_gen;
 mod write_load;

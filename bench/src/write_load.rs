@@ -930,10 +930,10 @@ fn connect(cfg: &WriteConfig, conn: usize) -> Result<TcpStream, WriteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_server::{header, Answer, TestServer};
     use flate2::read::GzDecoder;
     use std::io::Read;
     use std::net::TcpListener;
-    use std::sync::atomic::AtomicBool;
 
     /// How the test server answers.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -951,112 +951,36 @@ mod tests {
     #[derive(Debug, Default)]
     struct Seen {
         requests: AtomicUsize,
-        accepted: AtomicUsize,
         lines: Mutex<Vec<String>>,
         authorization: Mutex<Vec<String>>,
         gzip_bodies: AtomicUsize,
         wire_bytes: AtomicUsize,
-        stop: AtomicBool,
     }
 
-    /// An HTTP/1.1 sink on 127.0.0.1 with an ephemeral port, bounded to 30 s.
-    struct Sink {
-        addr: SocketAddr,
-        seen: Arc<Seen>,
-        accept_loop: Option<thread::JoinHandle<()>>,
-    }
+    type Sink = TestServer<Seen>;
 
-    impl Sink {
-        fn start(mode: Mode) -> Self {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-            listener.set_nonblocking(true).expect("nonblocking");
-            let addr = listener.local_addr().expect("addr");
-            let seen = Arc::new(Seen::default());
-            let s = Arc::clone(&seen);
-            let accept_loop = thread::spawn(move || accept_loop(&listener, mode, &s));
-            Self {
-                addr,
-                seen,
-                accept_loop: Some(accept_loop),
+    /// An HTTP/1.1 sink that records every write and answers per `mode`.
+    fn start_sink(mode: Mode) -> Sink {
+        TestServer::start(Seen::default(), move |seen, head, body| {
+            let nth = seen.requests.fetch_add(1, Ordering::SeqCst);
+            if matches!(mode, Mode::DropFirst(n) if nth < n) {
+                return Answer::Drop;
             }
-        }
-
-        fn sorted_lines(&self) -> Vec<String> {
-            let mut lines = self.seen.lines.lock().expect("lines").clone();
-            lines.sort();
-            lines
-        }
-    }
-
-    impl Drop for Sink {
-        fn drop(&mut self) {
-            self.seen.stop.store(true, Ordering::SeqCst);
-            if let Some(h) = self.accept_loop.take() {
-                let _ = h.join();
-            }
-        }
-    }
-
-    fn accept_loop(listener: &TcpListener, mode: Mode, seen: &Arc<Seen>) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !seen.stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    seen.accepted.fetch_add(1, Ordering::SeqCst);
-                    let s = Arc::clone(seen);
-                    thread::spawn(move || serve(stream, mode, &s));
+            record(seen, head, body);
+            Answer::Send(match mode {
+                Mode::Status(400) => {
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 21\r\n\r\nline 1: missing field"
                 }
-                Err(_) => thread::sleep(Duration::from_millis(1)),
-            }
-        }
+                Mode::Status(_) => b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy",
+                Mode::Ok | Mode::DropFirst(_) => b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            })
+        })
     }
 
-    /// Serves one connection until EOF, an error, 2 s of silence, or a deliberate drop.
-    fn serve(mut stream: TcpStream, mode: Mode, seen: &Seen) {
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut pending = Vec::new();
-        let mut chunk = vec![0u8; 64 * 1024];
-        loop {
-            while let Some((head, body_at, len)) = complete_request(&pending) {
-                let nth = seen.requests.fetch_add(1, Ordering::SeqCst);
-                if matches!(mode, Mode::DropFirst(n) if nth < n) {
-                    return;
-                }
-                record(seen, &head, &pending[body_at..body_at + len]);
-                pending.drain(..body_at + len);
-                let reply: &[u8] = match mode {
-                    Mode::Status(400) => {
-                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 21\r\n\r\nline 1: missing field"
-                    }
-                    Mode::Status(_) => b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy",
-                    Mode::Ok | Mode::DropFirst(_) => b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-                };
-                if stream.write_all(reply).is_err() {
-                    return;
-                }
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => pending.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    /// The head, where the body starts and its length, once a request is complete.
-    fn complete_request(buf: &[u8]) -> Option<(String, usize, usize)> {
-        let body_at = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-        let head = String::from_utf8_lossy(&buf[..body_at]).into_owned();
-        let len = header(&head, "content-length").map_or(0, |v| v.parse().expect("length"));
-        (buf.len() >= body_at + len).then_some((head, body_at, len))
-    }
-
-    /// The value of header `name` (matched case-insensitively).
-    fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-        head.lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
+    fn sorted_lines(sink: &Sink) -> Vec<String> {
+        let mut lines = sink.state.lines.lock().expect("lines").clone();
+        lines.sort();
+        lines
     }
 
     /// Books one request: its Authorization header and its (decoded) lines.
@@ -1120,17 +1044,17 @@ mod tests {
 
     #[test]
     fn generated_rows_arrive_complete_with_basic_auth() {
-        let sink = Sink::start(Mode::Ok);
+        let sink = start_sink(Mode::Ok);
         let a = args(sink.addr);
         let sum = run_with(&a);
         let s = &sum.stats;
         assert_eq!(s.errors(), 0, "{:?}", s.first_error);
         assert_eq!((s.rows_ok, s.batches_ok, s.failed_batches), (2500, 9, 0));
         assert_eq!((sum.produced_rows, s.latency_us.len()), (2500, 9));
-        assert_eq!(sink.sorted_lines(), generated(&a));
-        assert_eq!(sink.seen.requests.load(Ordering::SeqCst), 9);
-        assert!(sink.seen.accepted.load(Ordering::SeqCst) <= 3, "keep-alive");
-        let auth = sink.seen.authorization.lock().expect("auth").clone();
+        assert_eq!(sorted_lines(&sink), generated(&a));
+        assert_eq!(sink.state.requests.load(Ordering::SeqCst), 9);
+        assert!(sink.accepted() <= 3, "keep-alive");
+        let auth = sink.state.authorization.lock().expect("auth").clone();
         assert!(auth.iter().all(|h| h == "Basic cm9vdDo="), "{auth:?}");
         let bytes: usize = generated(&a).iter().map(|l| l.len() + 1).sum();
         assert_eq!(s.body_bytes_ok, bytes as u64);
@@ -1141,26 +1065,26 @@ mod tests {
 
     #[test]
     fn gzip_bodies_decode_to_the_same_rows() {
-        let sink = Sink::start(Mode::Ok);
+        let sink = start_sink(Mode::Ok);
         let mut a = args(sink.addr);
         (a.gzip, a.user, a.password, a.connections) = (true, "alice".into(), "s3cr:t".into(), 1);
         let s = run_with(&a).stats;
         assert_eq!((s.errors(), s.rows_ok), (0, 2500), "{:?}", s.first_error);
-        assert_eq!(sink.sorted_lines(), generated(&a));
-        assert_eq!(sink.seen.gzip_bodies.load(Ordering::SeqCst), 9);
+        assert_eq!(sorted_lines(&sink), generated(&a));
+        assert_eq!(sink.state.gzip_bodies.load(Ordering::SeqCst), 9);
         assert_eq!(
-            sink.seen.wire_bytes.load(Ordering::SeqCst) as u64,
+            sink.state.wire_bytes.load(Ordering::SeqCst) as u64,
             s.wire_body_bytes
         );
         assert!(s.wire_body_bytes * 3 < s.body_bytes_ok, "compressed");
-        let auth = sink.seen.authorization.lock().expect("auth").clone();
+        let auth = sink.state.authorization.lock().expect("auth").clone();
         let want = format!("Basic {}", base64(b"alice:s3cr:t"));
         assert!(auth.iter().all(|h| *h == want), "{auth:?}");
     }
 
     #[test]
     fn error_statuses_are_counted_not_retried() {
-        let sink = Sink::start(Mode::Status(400));
+        let sink = start_sink(Mode::Status(400));
         let mut a = args(sink.addr);
         (a.rows, a.batch_lines) = (Some(1000), 250);
         let sum = run_with(&a);
@@ -1168,21 +1092,21 @@ mod tests {
         assert_eq!((s.rows_ok, s.batches_ok, s.failed_batches), (0, 0, 4));
         assert_eq!(s.http_errors, BTreeMap::from([(400, 4)]));
         assert_eq!((s.connection_errors, s.errors()), (0, 4));
-        assert_eq!(sink.seen.requests.load(Ordering::SeqCst), 4);
+        assert_eq!(sink.state.requests.load(Ordering::SeqCst), 4);
         assert!(
             sum.text()
                 .contains("errors 4 (http 4 [400x4], connection 0)"),
             "{}",
             sum.text()
         );
-        let sink = Sink::start(Mode::Status(503));
+        let sink = start_sink(Mode::Status(503));
         a.url = format!("http://{}/api/v1/write?db=public", sink.addr);
         assert_eq!(run_with(&a).stats.http_errors, BTreeMap::from([(503, 4)]));
     }
 
     #[test]
     fn dropped_connections_are_retried() {
-        let sink = Sink::start(Mode::DropFirst(2));
+        let sink = start_sink(Mode::DropFirst(2));
         let mut a = args(sink.addr);
         a.connections = 1;
         let s = run_with(&a).stats;
@@ -1192,8 +1116,8 @@ mod tests {
             s.first_error,
             Some(WriteError::Response { batch: 0, .. })
         ));
-        assert_eq!(sink.seen.requests.load(Ordering::SeqCst), 11);
-        assert_eq!(sink.sorted_lines(), generated(&a));
+        assert_eq!(sink.state.requests.load(Ordering::SeqCst), 11);
+        assert_eq!(sorted_lines(&sink), generated(&a));
     }
 
     #[test]
@@ -1223,7 +1147,7 @@ mod tests {
             std::env::temp_dir().join(format!("chronoshard-write-{}.lp", std::process::id()));
         let text = "m v=1i 1\n\nm v=2i 2\r\n  \nm v=3i 3\nm v=4i 4\nm v=5i 5\nm v=6i 6\nm v=7i 7";
         std::fs::write(&path, text).expect("write file");
-        let sink = Sink::start(Mode::Ok);
+        let sink = start_sink(Mode::Ok);
         let mut a = args(sink.addr);
         (a.file, a.rows, a.batch_lines) = (Some(path.clone()), None, 3);
         let s = run_with(&a).stats;
@@ -1232,7 +1156,7 @@ mod tests {
         let s = run_with(&a).stats;
         let _ = std::fs::remove_file(&path);
         assert_eq!((s.rows_ok, s.batches_ok), (4, 2));
-        let lines = sink.sorted_lines();
+        let lines = sorted_lines(&sink);
         assert_eq!(lines.len(), 11);
         assert_eq!(lines.iter().filter(|l| *l == "m v=2i 2").count(), 2);
         assert_eq!(lines.last().map(String::as_str), Some("m v=7i 7"));
