@@ -9,6 +9,10 @@
 
 use std::fmt;
 
+mod key;
+
+pub use key::{SeriesKey, Tags};
+
 /// The value type of a column, as the catalog records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ValueType {
@@ -101,14 +105,6 @@ pub struct FieldColumn {
     pub values: FieldValues,
 }
 
-/// A series: its tags sorted by key (no duplicate keys), and the hash of the full series key
-/// (tenant, database, table, tags) that chose its owner shard.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SeriesKey {
-    pub tags: Vec<(String, String)>,
-    pub hash: u64,
-}
-
 /// The rows of one table bound for one shard.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableBatch {
@@ -158,7 +154,7 @@ impl TableBatch {
             }
         }
         for s in &self.series {
-            if s.tags.windows(2).any(|w| w[0].0 >= w[1].0) {
+            if !s.tags_sorted() {
                 return Err(BatchError::Shape(
                     "series tags not sorted and unique".into(),
                 ));
@@ -223,11 +219,7 @@ fn encode_table(t: &TableBatch, out: &mut Vec<u8>) {
     put_u32(out, t.series.len() as u32);
     for s in &t.series {
         put_u64(out, s.hash);
-        put_u32(out, s.tags.len() as u32);
-        for (k, v) in &s.tags {
-            put_str(out, k);
-            put_str(out, v);
-        }
+        out.extend_from_slice(s.packed());
     }
     put_u32(out, t.rows() as u32);
     for &i in &t.series_of_row {
@@ -305,12 +297,9 @@ fn decode_table(r: &mut Reader<'_>) -> Result<TableBatch, BatchError> {
     let mut series = Vec::with_capacity(n_series);
     for _ in 0..n_series {
         let hash = r.u64()?;
-        let n_tags = r.count(8)?;
-        let mut tags = Vec::with_capacity(n_tags);
-        for _ in 0..n_tags {
-            tags.push((r.string()?, r.string()?));
-        }
-        series.push(SeriesKey { tags, hash });
+        let at = r.pos;
+        let len = key::packed_len(&r.bytes[at..], at)?;
+        series.push(SeriesKey::from_valid(hash, r.take(len)?));
     }
     let rows = r.count(12)?;
     let series_of_row = (0..rows).map(|_| r.u32()).collect::<Result<_, _>>()?;
@@ -443,14 +432,8 @@ mod tests {
                 database: "public".into(),
                 table: "cpu".into(),
                 series: vec![
-                    SeriesKey {
-                        tags: vec![("host".into(), "a".into()), ("rack".into(), "1".into())],
-                        hash: 7,
-                    },
-                    SeriesKey {
-                        tags: vec![],
-                        hash: 9,
-                    },
+                    SeriesKey::new(7, [("host", "a"), ("rack", "1")]),
+                    SeriesKey::new(9, []),
                 ],
                 series_of_row: vec![0, 1, 0],
                 time: vec![1, -2, 3],

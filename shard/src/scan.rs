@@ -467,11 +467,7 @@ fn column_error(table: &str, source: &Source, e: ColumnError) -> ScanError {
 
 /// The value of `tag` in a key (tags are sorted by name).
 fn tag_value<'k>(key: &'k SeriesKey, tag: &str) -> Option<&'k str> {
-    let i = key
-        .tags
-        .binary_search_by(|(k, _)| k.as_str().cmp(tag))
-        .ok()?;
-    Some(&key.tags[i].1)
+    key.tag(tag)
 }
 
 /// Whether a series passes every filter (allowed values sorted).

@@ -130,12 +130,7 @@ impl TableBuilder {
 
     fn series_index(&mut self, hash: u64, tags: &[(&str, &str)]) -> u32 {
         let same = |s: &SeriesKey| {
-            s.hash == hash
-                && s.tags.len() == tags.len()
-                && s.tags
-                    .iter()
-                    .zip(tags)
-                    .all(|((a, b), (c, d))| a == c && b == d)
+            s.hash == hash && s.tag_count() == tags.len() && s.tags().eq(tags.iter().copied())
         };
         if let Some(&i) = self.by_hash.get(&hash) {
             if same(&self.series[i as usize]) {
@@ -150,13 +145,7 @@ impl TableBuilder {
             }
         }
         let i = self.series.len() as u32;
-        self.series.push(SeriesKey {
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            hash,
-        });
+        self.series.push(SeriesKey::new(hash, tags.iter().copied()));
         match self.by_hash.entry(hash) {
             Entry::Occupied(_) => self.collisions.push(i),
             Entry::Vacant(v) => {
@@ -312,13 +301,21 @@ mod tests {
         assert_eq!(series, 2, "{tables:#?}");
         let first = tables
             .iter()
-            .find(|t| t.series.iter().any(|s| s.tags[1].1 == "2"))
+            .find(|t| {
+                t.series
+                    .iter()
+                    .any(|s| s.tags().nth(1).is_some_and(|t| t.1 == "2"))
+            })
             .expect("series a=1,b=2");
         assert_eq!(first.time, [1, 2, 3]);
         assert_eq!(first.series_of_row, [0, 0, 0]);
         let other = tables
             .iter()
-            .find(|t| t.series.iter().any(|s| s.tags[1].1 == "3"))
+            .find(|t| {
+                t.series
+                    .iter()
+                    .any(|s| s.tags().nth(1).is_some_and(|t| t.1 == "3"))
+            })
             .expect("series a=1,b=3");
         assert!(
             other.time.contains(&77),

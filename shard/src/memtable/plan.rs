@@ -217,7 +217,7 @@ impl Plan {
         let mut at = self.pending.get(&key.hash).copied().unwrap_or(UNSEEN);
         while at != UNSEEN {
             let other = &self.slots[at as usize];
-            if same_tags(&batch.series[other.batch_series as usize].tags, &key.tags) {
+            if same_tags(&batch.series[other.batch_series as usize], key) {
                 return Ok(at);
             }
             at = other.next_pending;

@@ -100,22 +100,12 @@ const SERIES_ENTRY_BYTES: usize = size_of::<(u64, u32)>();
 
 /// Heap bytes of a series key (by length: a cloned key has no spare capacity).
 pub(super) fn key_bytes(key: &SeriesKey) -> usize {
-    key.tags.len() * size_of::<(String, String)>()
-        + key
-            .tags
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
+    key.heap_bytes()
 }
 
-/// Whether two tag lists are equal. Written out because it runs for every series of every
-/// batch, and comparing these short strings inline is several times cheaper than a library
-/// `memcmp` call per string.
-pub(super) fn same_tags(a: &[(String, String)], b: &[(String, String)]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|((ak, av), (bk, bv))| {
-            same_bytes(ak.as_bytes(), bk.as_bytes()) && same_bytes(av.as_bytes(), bv.as_bytes())
-        })
+/// Whether two keys have the same tags: one compare of their packed bytes.
+pub(super) fn same_tags(a: &SeriesKey, b: &SeriesKey) -> bool {
+    same_bytes(a.packed(), b.packed())
 }
 
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
@@ -230,7 +220,7 @@ impl Table {
             .unwrap_or(NO_SERIES);
         while at != NO_SERIES {
             let series = &self.series[at as usize];
-            if same_tags(&series.key.tags, &key.tags) {
+            if same_tags(&series.key, key) {
                 return Some((at, series));
             }
             at = series.next_same_hash;

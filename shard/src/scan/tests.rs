@@ -26,7 +26,7 @@ fn key(tags: &[(&str, &str)]) -> SeriesKey {
             hash = (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
         }
     }
-    SeriesKey { tags, hash }
+    SeriesKey::new(hash, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 fn push_value(values: &mut FieldValues, v: Option<Value<'_>>) {
@@ -594,13 +594,7 @@ fn model(m: &Memtable, schema: &TableSchema, req: &ScanRequest) -> Vec<Vec<Optio
     let columns = table.columns();
     let mut out = Vec::new();
     for s in table.series() {
-        let tag = |t: &str| {
-            s.key()
-                .tags
-                .iter()
-                .find(|(k, _)| k == t)
-                .map(|(_, v)| v.clone())
-        };
+        let tag = |t: &str| s.key().tag(t).map(str::to_string);
         let pass = req
             .tag_filters
             .iter()
