@@ -3,10 +3,12 @@
 
 mod http_client;
 mod http_load;
+mod query_load;
 #[cfg(test)]
 mod test_server;
 mod tsbs;
 mod tsbs_gen;
+mod tsbs_query;
 mod write_load;
 
 use std::process::ExitCode;
@@ -33,6 +35,9 @@ enum Command {
     /// Posts line protocol (generated on the fly, or from a file) in batches over keep-alive
     /// connections and reports rows/s, batch latency and server CPU per million rows.
     Write(write_load::WriteArgs),
+    /// Runs TSBS's cpu-only query types as SQL over `/api/v1/sql` with keep-alive clients and
+    /// reports per type: count, errors, latency percentiles and rows per answer.
+    Query(query_load::QueryArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +45,7 @@ fn main() -> ExitCode {
         Command::Http(args) => http_load::run(&args).map_err(|e| e.to_string()),
         Command::Gen(args) => tsbs_gen::run(&args).map_err(|e| e.to_string()),
         Command::Write(args) => write_load::run(&args).map_err(|e| e.to_string()),
+        Command::Query(args) => query_load::run(&args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -249,9 +249,9 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// SplitMix64: tiny, fast, and good enough for benchmark data.
+/// SplitMix64: tiny, fast, and good enough for benchmark data and query parameters.
 #[derive(Debug, Clone)]
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     fn for_host(seed: u64, host: u64) -> Self {
@@ -260,7 +260,17 @@ impl Rng {
         Rng(a ^ host.wrapping_mul(0xd1b5_4a32_d192_ed03))
     }
 
-    fn next_u64(&mut self) -> u64 {
+    /// A generator for query `index` of query type `kind` (parameters independent of the
+    /// order in which clients run the queries).
+    pub(crate) fn for_query(seed: u64, kind: u64, index: u64) -> Self {
+        let mut mix = Rng(seed ^ 0x7175_6572_7973);
+        let a = mix.next_u64();
+        let mut rng = Rng(a ^ kind.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let b = rng.next_u64();
+        Rng(b ^ index.wrapping_mul(0xd1b5_4a32_d192_ed03))
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -268,9 +278,9 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    /// Uniform-ish in `0..n` (n is small, the modulo bias is negligible).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
+    /// Uniform in `0..n` up to a modulo bias of at most n / 2^64 (0 for `n` = 0).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
     }
 
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
