@@ -7,9 +7,16 @@
 //!
 //! Tables and columns appear on first write: `time`, then tags and fields in the order they were
 //! first written (line protocol sorts a line's keys, so a new table gets them in sorted order).
+//! SQL DDL (`CREATE DATABASE/TABLE`, `ALTER ...`) makes the same kind of change through
+//! `CatalogChange`: every change, schemaless or declared, is one value shard 0 checks and applies
+//! against its current version (`Catalog::change`), so the two paths cannot disagree.
+//!
+//! Fields added after the first version of the file (database options, column codecs) carry
+//! serde defaults: a data directory written before them still loads.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chronoshard_shard::batch::ValueType;
 use serde::{Deserialize, Serialize};
@@ -32,6 +39,15 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// How CnosDB prints it (`DESCRIBE DATABASE`).
+    pub fn upper(self) -> &'static str {
+        match self {
+            Precision::Nanos => "NS",
+            Precision::Micros => "US",
+            Precision::Millis => "MS",
+        }
+    }
+
     /// Nanoseconds per unit.
     pub fn nanos(self) -> i64 {
         match self {
@@ -95,10 +111,96 @@ impl ColumnKind {
     }
 }
 
+/// A column's compression codec as declared in SQL (`CODEC(...)`). Recorded and shown by
+/// `DESCRIBE TABLE`; the engine chooses its own encodings for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Codec {
+    #[default]
+    Default,
+    Null,
+    Delta,
+    DeltaTs,
+    Quantile,
+    Gorilla,
+    Gzip,
+    Bzip,
+    Zstd,
+    Snappy,
+    Zlib,
+    Bitpack,
+}
+
+impl Codec {
+    pub const ALL: [Codec; 12] = [
+        Codec::Default,
+        Codec::Null,
+        Codec::Delta,
+        Codec::DeltaTs,
+        Codec::Quantile,
+        Codec::Gorilla,
+        Codec::Gzip,
+        Codec::Bzip,
+        Codec::Zstd,
+        Codec::Snappy,
+        Codec::Zlib,
+        Codec::Bitpack,
+    ];
+
+    /// The SQL spelling (`DESCRIBE TABLE` prints it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Default => "DEFAULT",
+            Codec::Null => "NULL",
+            Codec::Delta => "DELTA",
+            Codec::DeltaTs => "DELTATS",
+            Codec::Quantile => "QUANTILE",
+            Codec::Gorilla => "GORILLA",
+            Codec::Gzip => "GZIP",
+            Codec::Bzip => "BZIP",
+            Codec::Zstd => "ZSTD",
+            Codec::Snappy => "SNAPPY",
+            Codec::Zlib => "ZLIB",
+            Codec::Bitpack => "BITPACK",
+        }
+    }
+
+    /// Whether a field of type `t` can use this codec (CnosDB's table, models/src/codec.rs).
+    pub fn fits(self, t: FieldType) -> bool {
+        use Codec::*;
+        match self {
+            Default | Null => true,
+            Delta | DeltaTs => matches!(t, FieldType::Integer | FieldType::Unsigned),
+            Quantile => matches!(
+                t,
+                FieldType::Integer | FieldType::Unsigned | FieldType::Float
+            ),
+            Gorilla => t == FieldType::Float,
+            Gzip | Bzip | Zstd | Snappy | Zlib => t == FieldType::String,
+            Bitpack => t == FieldType::Boolean,
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Codec::Default
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Column {
     pub name: String,
     pub kind: ColumnKind,
+    #[serde(default, skip_serializing_if = "Codec::is_default")]
+    pub codec: Codec,
+}
+
+impl Column {
+    pub fn new(name: impl Into<String>, kind: ColumnKind) -> Column {
+        Column {
+            name: name.into(),
+            kind,
+            codec: Codec::Default,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +221,98 @@ pub struct Database {
     pub name: String,
     pub precision: Precision,
     pub tables: BTreeMap<String, Table>,
+    #[serde(default)]
+    pub options: DatabaseOptions,
+}
+
+/// A database's `WITH` options besides precision. Recorded and shown by `DESCRIBE DATABASE`;
+/// the engine does not act on them yet (no retention, one vnode layout per shard).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseOptions {
+    /// `None` is `INF`: data never expires.
+    pub ttl: Option<Duration>,
+    pub shard: u64,
+    pub vnode_duration: Duration,
+    pub replica: u64,
+    pub max_memcache_size_bytes: u64,
+    pub memcache_partitions: u64,
+    pub wal_max_file_size_bytes: u64,
+    pub wal_sync: bool,
+    pub strict_write: bool,
+    pub max_cache_readers: u64,
+}
+
+/// humantime's year, which CnosDB's default `VNODE_DURATION` prints as `1year`.
+pub const YEAR: Duration = Duration::from_secs(31_557_600);
+
+impl Default for DatabaseOptions {
+    /// CnosDB's defaults (`DESCRIBE DATABASE` of a fresh database).
+    fn default() -> Self {
+        DatabaseOptions {
+            ttl: None,
+            shard: 1,
+            vnode_duration: YEAR,
+            replica: 1,
+            max_memcache_size_bytes: 128 << 20,
+            memcache_partitions: 16,
+            wal_max_file_size_bytes: 128 << 20,
+            wal_sync: false,
+            strict_write: false,
+            max_cache_readers: 32,
+        }
+    }
+}
+
+/// One option of `CREATE DATABASE ... WITH` or `ALTER DATABASE ... SET`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseOption {
+    Ttl(Option<Duration>),
+    Shard(u64),
+    VnodeDuration(Duration),
+    Replica(u64),
+    Precision(Precision),
+    MaxMemcacheSize(u64),
+    MemcachePartitions(u64),
+    WalMaxFileSize(u64),
+    WalSync(bool),
+    StrictWrite(bool),
+    MaxCacheReaders(u64),
+}
+
+impl Database {
+    pub fn new(name: impl Into<String>, precision: Precision) -> Database {
+        Database {
+            name: name.into(),
+            precision,
+            tables: BTreeMap::new(),
+            options: DatabaseOptions::default(),
+        }
+    }
+
+    /// Sets one option (precision included: callers refuse it where it may not change).
+    pub fn set(&mut self, option: &DatabaseOption) {
+        let o = &mut self.options;
+        match option {
+            DatabaseOption::Ttl(v) => o.ttl = *v,
+            DatabaseOption::Shard(v) => o.shard = *v,
+            DatabaseOption::VnodeDuration(v) => o.vnode_duration = *v,
+            DatabaseOption::Replica(v) => o.replica = *v,
+            DatabaseOption::Precision(p) => self.precision = *p,
+            DatabaseOption::MaxMemcacheSize(v) => o.max_memcache_size_bytes = *v,
+            DatabaseOption::MemcachePartitions(v) => o.memcache_partitions = *v,
+            DatabaseOption::WalMaxFileSize(v) => o.wal_max_file_size_bytes = *v,
+            DatabaseOption::WalSync(v) => o.wal_sync = *v,
+            DatabaseOption::StrictWrite(v) => o.strict_write = *v,
+            DatabaseOption::MaxCacheReaders(v) => o.max_cache_readers = *v,
+        }
+    }
+
+    pub fn table(&self, name: &str) -> Result<&Table, CatalogError> {
+        self.tables
+            .get(name)
+            .ok_or_else(|| CatalogError::TableNotFound(name.to_string()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +344,44 @@ pub struct ColumnWant {
     pub kind: ColumnKind,
 }
 
+/// Every change to the catalog, applied by shard 0 (`Catalog::change`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogChange {
+    /// A write's schema wants (line protocol, INSERT): add what is missing.
+    EnsureColumns(EnsureColumns),
+    CreateDatabase {
+        tenant: String,
+        database: String,
+        options: Vec<DatabaseOption>,
+        if_not_exists: bool,
+    },
+    AlterDatabase {
+        tenant: String,
+        database: String,
+        option: DatabaseOption,
+    },
+    /// `table` holds every column, `time` first.
+    CreateTable {
+        tenant: String,
+        database: String,
+        table: Table,
+        if_not_exists: bool,
+    },
+    AddColumn {
+        tenant: String,
+        database: String,
+        table: String,
+        column: Column,
+    },
+    SetCodec {
+        tenant: String,
+        database: String,
+        table: String,
+        column: String,
+        codec: Codec,
+    },
+}
+
 /// A change shard 0 applies: make sure these tables and columns exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnsureColumns {
@@ -163,7 +395,7 @@ pub struct EnsureColumns {
 pub enum CatalogError {
     #[error("tenant not found: {0}")]
     TenantNotFound(String),
-    #[error("database not found: {0:?}")]
+    #[error("Database not found: {0:?}")]
     DatabaseNotFound(String),
     #[error(
         "column {column:?} of table {table:?} is {existing}, but this write has it as {written}"
@@ -176,6 +408,26 @@ pub enum CatalogError {
     },
     #[error("column name {0:?} is reserved for the timestamp")]
     ReservedName(String),
+    #[error("Database {0:?} already exists")]
+    DatabaseExists(String),
+    #[error("Table not found: {0:?}")]
+    TableNotFound(String),
+    #[error("Table {0} already exists.")]
+    TableExists(String),
+    /// CnosDB's text, double space included.
+    #[error("Semantic error:  column {column} already exists in table {table}")]
+    ColumnExists { table: String, column: String },
+    #[error("Semantic error: Column {column} not exists in table {table}")]
+    ColumnNotFound { table: String, column: String },
+    #[error("Semantic error: Tag does not support compression")]
+    TagCodec,
+    #[error("Semantic error: Column time does not support modification")]
+    TimeColumnAlter,
+    #[error("Semantic error: Unsupported encoding type {codec} for {data_type}")]
+    CodecMismatch {
+        codec: &'static str,
+        data_type: &'static str,
+    },
     #[error("catalog {op} {path}: {reason}")]
     Persist {
         op: &'static str,
@@ -189,11 +441,7 @@ pub enum CatalogError {
 impl Catalog {
     /// The catalog of a new data directory: tenant `cnosdb`, database `public`, user `root`.
     pub fn bootstrap(shards: usize) -> Catalog {
-        let public = Database {
-            name: DEFAULT_DATABASE.into(),
-            precision: Precision::Nanos,
-            tables: BTreeMap::new(),
-        };
+        let public = Database::new(DEFAULT_DATABASE, Precision::Nanos);
         let tenant = Tenant {
             name: DEFAULT_TENANT.into(),
             databases: BTreeMap::from([(public.name.clone(), public)]),
@@ -261,21 +509,94 @@ impl Catalog {
         for (table, columns) in &want.tables {
             let t = db.tables.entry(table.clone()).or_insert_with(|| Table {
                 name: table.clone(),
-                columns: vec![Column {
-                    name: "time".into(),
-                    kind: ColumnKind::Time,
-                }],
+                columns: vec![Column::new("time", ColumnKind::Time)],
             });
             for c in columns {
                 if t.column(&c.name).is_none() {
-                    t.columns.push(Column {
-                        name: c.name.clone(),
-                        kind: c.kind,
-                    });
+                    t.columns.push(Column::new(c.name.clone(), c.kind));
                 }
             }
         }
         Ok(next)
+    }
+
+    /// Checks `change` against this version: `Ok(None)` when there is nothing to do (the
+    /// columns exist, or `IF NOT EXISTS` found the object), `Ok(Some(next))` with the next
+    /// version, or why the change is refused.
+    pub fn change(&self, change: &CatalogChange) -> Result<Option<Catalog>, CatalogError> {
+        let (tenant, database) = match change {
+            CatalogChange::EnsureColumns(want) => {
+                return match self.check(want)? {
+                    true => Ok(None),
+                    false => self.apply(want).map(Some),
+                };
+            }
+            CatalogChange::CreateDatabase {
+                tenant,
+                database,
+                options,
+                if_not_exists,
+            } => {
+                let t = self
+                    .tenants
+                    .get(tenant)
+                    .ok_or_else(|| CatalogError::TenantNotFound(tenant.clone()))?;
+                if t.databases.contains_key(database) {
+                    return match if_not_exists {
+                        true => Ok(None),
+                        false => Err(CatalogError::DatabaseExists(database.clone())),
+                    };
+                }
+                let mut db = Database::new(database.clone(), Precision::Nanos);
+                options.iter().for_each(|o| db.set(o));
+                let mut next = self.next();
+                if let Some(t) = next.tenants.get_mut(tenant) {
+                    t.databases.insert(database.clone(), db);
+                }
+                return Ok(Some(next));
+            }
+            CatalogChange::AlterDatabase {
+                tenant, database, ..
+            }
+            | CatalogChange::CreateTable {
+                tenant, database, ..
+            }
+            | CatalogChange::AddColumn {
+                tenant, database, ..
+            }
+            | CatalogChange::SetCodec {
+                tenant, database, ..
+            } => (tenant, database),
+        };
+        let db = self.database(tenant, database)?;
+        if let CatalogChange::CreateTable {
+            table,
+            if_not_exists,
+            ..
+        } = change
+        {
+            if db.tables.contains_key(&table.name) {
+                return match if_not_exists {
+                    true => Ok(None),
+                    false => Err(CatalogError::TableExists(table.name.clone())),
+                };
+            }
+        }
+        let mut next = self.next();
+        let db = next
+            .tenants
+            .get_mut(tenant)
+            .and_then(|t| t.databases.get_mut(database))
+            .ok_or_else(|| CatalogError::DatabaseNotFound(database.clone()))?;
+        apply_to_database(db, change)?;
+        Ok(Some(next))
+    }
+
+    /// A copy with the next version number, to be changed.
+    fn next(&self) -> Catalog {
+        let mut next = self.clone();
+        next.version += 1;
+        next
     }
 
     /// Loads the catalog of a data directory, or bootstraps and persists a new one.
@@ -325,6 +646,61 @@ impl Catalog {
             .and_then(|d| d.sync_all())
             .map_err(|e| persist_err("syncing", meta_dir, e))
     }
+}
+
+/// Applies a database-level DDL change (the database exists; `CreateTable` was checked).
+fn apply_to_database(db: &mut Database, change: &CatalogChange) -> Result<(), CatalogError> {
+    match change {
+        CatalogChange::AlterDatabase { option, .. } => db.set(option),
+        CatalogChange::CreateTable { table, .. } => {
+            db.tables.insert(table.name.clone(), table.clone());
+        }
+        CatalogChange::AddColumn { table, column, .. } => {
+            let t = db
+                .tables
+                .get_mut(table)
+                .ok_or_else(|| CatalogError::TableNotFound(table.clone()))?;
+            if t.column(&column.name).is_some() || column.name == "time" {
+                return Err(CatalogError::ColumnExists {
+                    table: table.clone(),
+                    column: column.name.clone(),
+                });
+            }
+            t.columns.push(column.clone());
+        }
+        CatalogChange::SetCodec {
+            table,
+            column,
+            codec,
+            ..
+        } => {
+            let t = db
+                .tables
+                .get_mut(table)
+                .ok_or_else(|| CatalogError::TableNotFound(table.clone()))?;
+            let c = t
+                .columns
+                .iter_mut()
+                .find(|c| c.name == *column)
+                .ok_or_else(|| CatalogError::ColumnNotFound {
+                    table: table.clone(),
+                    column: column.clone(),
+                })?;
+            match c.kind {
+                ColumnKind::Time => return Err(CatalogError::TimeColumnAlter),
+                ColumnKind::Tag => return Err(CatalogError::TagCodec),
+                ColumnKind::Field(ty) if !codec.fits(ty) => {
+                    return Err(CatalogError::CodecMismatch {
+                        codec: codec.name(),
+                        data_type: ValueType::from(ty).sql_name(),
+                    })
+                }
+                ColumnKind::Field(_) => c.codec = *codec,
+            }
+        }
+        CatalogChange::EnsureColumns(_) | CatalogChange::CreateDatabase { .. } => {}
+    }
+    Ok(())
 }
 
 fn persist_err(op: &'static str, path: &Path, e: std::io::Error) -> CatalogError {
@@ -423,6 +799,95 @@ mod tests {
         );
         w.tenant = "t".into();
         assert_eq!(c.check(&w), Err(CatalogError::TenantNotFound("t".into())));
+    }
+
+    #[test]
+    fn ddl_changes_check_existence_and_if_not_exists() {
+        let c = Catalog::bootstrap(1);
+        let create = |if_not_exists| CatalogChange::CreateDatabase {
+            tenant: DEFAULT_TENANT.into(),
+            database: "db1".into(),
+            options: vec![
+                DatabaseOption::Precision(Precision::Millis),
+                DatabaseOption::Shard(3),
+            ],
+            if_not_exists,
+        };
+        let next = c.change(&create(false)).expect("creates").expect("changed");
+        assert_eq!(next.version, 2);
+        let db = next.database(DEFAULT_TENANT, "db1").expect("db");
+        assert_eq!((db.precision, db.options.shard), (Precision::Millis, 3));
+        assert_eq!(
+            next.change(&create(false)),
+            Err(CatalogError::DatabaseExists("db1".into()))
+        );
+        assert_eq!(next.change(&create(true)), Ok(None));
+        let table = Table {
+            name: "t".into(),
+            columns: vec![
+                Column::new("time", ColumnKind::Time),
+                Column::new("k", ColumnKind::Tag),
+            ],
+        };
+        let create_table = CatalogChange::CreateTable {
+            tenant: DEFAULT_TENANT.into(),
+            database: "db1".into(),
+            table,
+            if_not_exists: false,
+        };
+        let next = next.change(&create_table).expect("ok").expect("changed");
+        assert!(matches!(
+            next.change(&create_table),
+            Err(CatalogError::TableExists(_))
+        ));
+        let add = |name: &str| CatalogChange::AddColumn {
+            tenant: DEFAULT_TENANT.into(),
+            database: "db1".into(),
+            table: "t".into(),
+            column: Column::new(name, ColumnKind::Field(FieldType::Float)),
+        };
+        assert!(matches!(
+            next.change(&add("k")),
+            Err(CatalogError::ColumnExists { .. })
+        ));
+        let next = next.change(&add("f")).expect("ok").expect("changed");
+        let codec = |column: &str, codec| CatalogChange::SetCodec {
+            tenant: DEFAULT_TENANT.into(),
+            database: "db1".into(),
+            table: "t".into(),
+            column: column.into(),
+            codec,
+        };
+        assert_eq!(
+            next.change(&codec("k", Codec::Zstd)),
+            Err(CatalogError::TagCodec)
+        );
+        assert!(matches!(
+            next.change(&codec("f", Codec::Delta)),
+            Err(CatalogError::CodecMismatch { .. })
+        ));
+        let next = next
+            .change(&codec("f", Codec::Gorilla))
+            .expect("ok")
+            .expect("changed");
+        let t = &next.database(DEFAULT_TENANT, "db1").expect("db").tables["t"];
+        assert_eq!(t.column("f").map(|c| c.codec), Some(Codec::Gorilla));
+        // A write wanting the declared types changes nothing; another type conflicts.
+        let mut w = want("t", &[("f", ColumnKind::Field(FieldType::Float))]);
+        w.database = "db1".into();
+        assert_eq!(next.change(&CatalogChange::EnsureColumns(w)), Ok(None));
+    }
+
+    #[test]
+    fn a_catalog_file_without_options_or_codecs_still_loads() {
+        let old = r#"{"version":3,"shards":1,"tenants":{"cnosdb":{"name":"cnosdb","databases":{"public":{"name":"public","precision":"ns","tables":{"m":{"name":"m","columns":[{"name":"time","kind":"Time"},{"name":"v","kind":{"Field":"Float"}}]}}}}}},"users":{}}"#;
+        let c: Catalog = serde_json::from_str(old).expect("loads");
+        let db = c.database(DEFAULT_TENANT, DEFAULT_DATABASE).expect("db");
+        assert_eq!(db.options, DatabaseOptions::default());
+        assert_eq!(db.tables["m"].columns[1].codec, Codec::Default);
+        let round: Catalog =
+            serde_json::from_str(&serde_json::to_string(&c).expect("encodes")).expect("decodes");
+        assert_eq!(round, c);
     }
 
     #[test]

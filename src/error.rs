@@ -3,7 +3,8 @@
 //! Each layer has its own error enum; `ApiError` wraps them at the HTTP boundary and `class`
 //! translates every variant exactly once into a status and a six-digit error code. Codes keep
 //! CnosDB's scheme (two digits of module, four of variant: `00` internal, `02` storage, `03`
-//! meta, `04` HTTP, `05` coordinator), reusing CnosDB's numbers where it has one for the same
+//! meta, `04` HTTP, `05` coordinator; `01` query, its `0100xx` semantic errors as CnosDB numbers
+//! them), reusing CnosDB's numbers where it has one for the same
 //! failure; `docs/api.md` lists them all.
 
 use crate::auth::AuthError;
@@ -76,6 +77,16 @@ impl ApiError {
                 QueryError::NotUtf8 => (422, "040015"),
                 QueryError::RuntimeGone => (503, "040022"),
                 QueryError::Timeout { .. } => (500, "000002"),
+                QueryError::NotImplemented(_) => (422, "010005"),
+                QueryError::Semantic(_) => (422, "010003"),
+                QueryError::SameColumnName(_) => (422, "010027"),
+                QueryError::AtLeastOneField => (422, "010032"),
+                QueryError::DataType { .. } => (422, "010041"),
+                QueryError::TagCodec => (422, "010034"),
+                QueryError::MissingColumn { .. } => (422, "010044"),
+                QueryError::MismatchColumns => (422, "010045"),
+                QueryError::ShowSeriesField(_) => (422, "010046"),
+                QueryError::Cast(_) => (422, "010002"),
             },
             ApiError::Format(FormatError::NotAcceptable(_)) => (400, "040005"),
             // Misuse of the encoder by our own code, not a property of the answer.
@@ -151,6 +162,14 @@ fn catalog_class(e: &CatalogError) -> (u16, &'static str) {
         CatalogError::TenantNotFound(_) => (422, "030010"),
         CatalogError::DatabaseNotFound(_) => (422, "030017"),
         CatalogError::TypeConflict { .. } | CatalogError::ReservedName(_) => (422, "020004"),
+        CatalogError::DatabaseExists(_) => (422, "030018"),
+        CatalogError::TableNotFound(_) => (422, "030019"),
+        CatalogError::TableExists(_) => (422, "030020"),
+        CatalogError::ColumnExists { .. } => (422, "010028"),
+        CatalogError::ColumnNotFound { .. } => (422, "010029"),
+        CatalogError::TagCodec => (422, "010034"),
+        CatalogError::TimeColumnAlter => (422, "010035"),
+        CatalogError::CodecMismatch { .. } => (422, "010042"),
         CatalogError::Persist { .. } | CatalogError::ShardCountChanged { .. } => (500, "030001"),
     }
 }

@@ -9,7 +9,9 @@
 
 mod build;
 
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use chronoshard_shard::batch::{ValueType, WriteBatch};
 use chronoshard_shard::engine::EngineError;
@@ -17,7 +19,11 @@ use chronoshard_shard::engine::EngineError;
 use crate::catalog::{
     Catalog, CatalogError, ColumnKind, ColumnWant, EnsureColumns, FieldType, Precision,
 };
+use crate::error::ApiError;
 use crate::lp::{FieldValue, Line, ParsedBatch};
+use crate::mesh::ShardMsg;
+use crate::server::inbox;
+use crate::server::shard::ShardCtx;
 
 pub use build::route_rows;
 
@@ -39,6 +45,15 @@ impl WritePrecision {
             "ms" => Some(WritePrecision::Millis),
             "s" => Some(WritePrecision::Seconds),
             _ => None,
+        }
+    }
+
+    /// The request precision that is the database's own unit (no conversion).
+    pub fn of(p: Precision) -> WritePrecision {
+        match p {
+            Precision::Nanos => WritePrecision::Nanos,
+            Precision::Micros => WritePrecision::Micros,
+            Precision::Millis => WritePrecision::Millis,
         }
     }
 
@@ -214,6 +229,88 @@ pub struct RouteCtx<'a> {
     pub shards: usize,
     /// Server time in nanoseconds, for lines without a timestamp.
     pub now_ns: i64,
+}
+
+/// The write path shared by line protocol and SQL `INSERT`: the catalog is made to hold every
+/// table and column `parsed` needs (via shard 0), the rows are split by owner shard, and each
+/// part is written by its owner. Returns the number of rows once every owner has made its part
+/// durable (per the WAL mode). The database must exist (checked by the caller).
+pub async fn write_parsed(
+    ctx: &Rc<ShardCtx>,
+    parsed: &ParsedBatch<'_>,
+    tenant: &str,
+    database: &str,
+    precision: WritePrecision,
+) -> Result<usize, ApiError> {
+    if parsed.is_empty() {
+        return Ok(0);
+    }
+    let want = wanted_columns(parsed, tenant, database)?;
+    let catalog = inbox::ensure_catalog(ctx, want).await?;
+    let routed = route_rows(
+        parsed,
+        &RouteCtx {
+            tenant,
+            database,
+            precision,
+            catalog: &catalog,
+            shards: ctx.shared.mesh.shards(),
+            now_ns: now_ns(),
+        },
+    )?;
+    send_to_owners(ctx, routed.per_shard).await?;
+    Ok(routed.rows)
+}
+
+/// Sends every non-empty batch to its owner, handles the local one in place, and waits for all.
+/// The first failure is reported; the other owners' parts are still awaited so no reply is lost.
+async fn send_to_owners(ctx: &Rc<ShardCtx>, per_shard: Vec<WriteBatch>) -> Result<(), ApiError> {
+    let mut waiting = Vec::new();
+    let mut local = None;
+    for (shard, batch) in per_shard.into_iter().enumerate() {
+        if batch.is_empty() {
+            continue;
+        }
+        if shard == ctx.id {
+            local = Some(batch);
+            continue;
+        }
+        let (tx, rx) = async_channel::bounded(1);
+        let msg = ShardMsg::Write { batch, reply: tx };
+        ctx.shared
+            .mesh
+            .send(shard, msg)
+            .await
+            .map_err(|_| EngineFailure::Unavailable { shard })?;
+        waiting.push((shard, rx));
+    }
+    let mut first_err: Option<EngineFailure> = None;
+    if let Some(batch) = local {
+        if let Err(e) = inbox::write_local(ctx, &batch).await {
+            first_err.get_or_insert(e);
+        }
+    }
+    for (shard, rx) in waiting {
+        let outcome = rx
+            .recv()
+            .await
+            .unwrap_or(Err(EngineFailure::Unavailable { shard }));
+        if let Err(e) = outcome {
+            first_err.get_or_insert(e);
+        }
+    }
+    match first_err {
+        None => Ok(()),
+        Some(e) => Err(e.into()),
+    }
+}
+
+/// Server time in nanoseconds, for rows without a timestamp.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use chronoshard_shard::batch::WriteBatch;
 use chronoshard_shard::scan::{ScanRequest, TableSchema};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::catalog::{Catalog, CatalogError, EnsureColumns};
+use crate::catalog::{Catalog, CatalogChange, CatalogError};
 use crate::ingest::EngineFailure;
 
 /// Messages one inbox can hold before senders wait.
@@ -27,10 +27,10 @@ pub enum ShardMsg {
         batch: WriteBatch,
         reply: Reply<Result<(), EngineFailure>>,
     },
-    /// (Shard 0 only.) Make sure these tables and columns exist; reply with the snapshot that
-    /// has them.
-    EnsureColumns {
-        want: EnsureColumns,
+    /// (Shard 0 only.) Apply this catalog change (a write's missing columns, or DDL), persist
+    /// it, broadcast it; reply with the snapshot that has it.
+    CatalogChange {
+        change: CatalogChange,
         reply: Reply<Result<Arc<Catalog>, CatalogError>>,
     },
     /// A new catalog snapshot from shard 0.

@@ -11,6 +11,7 @@
 //! awaits a runtime-agnostic channel. Moving filters, projections and partial aggregates down
 //! onto the shards is the next step.
 
+pub mod ddl;
 mod table;
 
 use std::sync::Arc;
@@ -50,6 +51,27 @@ pub enum QueryError {
     NotUtf8,
     #[error("query timed out after {ms} ms")]
     Timeout { ms: u64 },
+    #[error("This feature is not implemented: {0}")]
+    NotImplemented(String),
+    #[error("Semantic error: {0}")]
+    Semantic(String),
+    #[error("Semantic error: Field or Tag have the same name {0}")]
+    SameColumnName(String),
+    #[error("Semantic error: There must be at least one field column.")]
+    AtLeastOneField,
+    #[error("Semantic error: Unexpected data type {data_type} of {column}")]
+    DataType { data_type: String, column: String },
+    #[error("Semantic error: Tag does not support compression")]
+    TagCodec,
+    #[error("Semantic error: Insert column '{insert_col}' does not exist in target table, expect {fields}")]
+    MissingColumn { insert_col: String, fields: String },
+    #[error("Semantic error: Insert columns and Source columns not match")]
+    MismatchColumns,
+    #[error("Semantic error: SHOW SERIES does not support where clause contains field {0}")]
+    ShowSeriesField(String),
+    /// A value that does not convert to its column's type (CnosDB reports Arrow's cast error).
+    #[error("Arrow: Cast error: {0}")]
+    Cast(String),
 }
 
 /// The outcome of a statement: its schema and every batch.

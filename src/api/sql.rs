@@ -4,6 +4,8 @@
 //! Order (as CnosDB, with our contract's statuses): parameters (400), readiness (503),
 //! credentials (401), `Accept` (400), database (422), then the statement: parse errors, more
 //! than one statement and planning/execution errors are 422; an empty body is 200 with no body.
+//! CnosDB's catalog statements and INSERT (`query::ddl`) are recognized first; everything else
+//! is planned by DataFusion. Statements without a result set (DDL) answer 200 with no body.
 //! `chunked=true` is accepted and validated; this first slice still answers with one
 //! Content-Length body (streaming arrives with the scatter of plan fragments).
 
@@ -17,7 +19,7 @@ use crate::http::error::HttpError;
 use crate::http::query::Params;
 use crate::http::request::RequestHead;
 use crate::http::response::Response;
-use crate::query::{self, QueryError};
+use crate::query::{self, ddl, QueryError};
 use crate::server::shard::ShardCtx;
 
 pub async fn handle(
@@ -46,10 +48,15 @@ pub async fn handle(
     let format = format::negotiate(head.header_joined("accept").as_deref())?;
     catalog.database(&tenant, &database)?;
     let sql = String::from_utf8(body).map_err(|_| QueryError::NotUtf8)?;
-    let mesh = ctx.shared.mesh.clone();
-    let timeout = std::time::Duration::from_millis(ctx.config.query_timeout_ms);
-    let rt = &ctx.shared.query_rt;
-    let output = query::run(rt, mesh, catalog, tenant, database, sql, timeout).await?;
+    let output = match ddl::recognize(&sql)? {
+        Some(statement) => ddl::execute(ctx, &tenant, &database, statement).await?,
+        None => {
+            let mesh = ctx.shared.mesh.clone();
+            let timeout = std::time::Duration::from_millis(ctx.config.query_timeout_ms);
+            let rt = &ctx.shared.query_rt;
+            query::run(rt, mesh, catalog, tenant, database, sql, timeout).await?
+        }
+    };
     let Some(output) = output else {
         return Ok(Response::new(200, format.content_type(), Vec::new()));
     };

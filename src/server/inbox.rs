@@ -14,7 +14,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use glommio::sync::Semaphore;
 use tracing::warn;
 
-use crate::catalog::{Catalog, CatalogError, EnsureColumns};
+use crate::catalog::{Catalog, CatalogChange, CatalogError, EnsureColumns};
 use crate::config::Config;
 use crate::ingest::EngineFailure;
 use crate::mesh::ShardMsg;
@@ -61,8 +61,8 @@ async fn handle(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
         ShardMsg::Write { batch, reply } => {
             let _ = reply.send(write_local(ctx, &batch).await).await;
         }
-        ShardMsg::EnsureColumns { want, reply } => {
-            let _ = reply.send(ensure_on_owner(ctx, &want).await).await;
+        ShardMsg::CatalogChange { change, reply } => {
+            let _ = reply.send(change_on_owner(ctx, &change).await).await;
         }
         ShardMsg::Catalog(snapshot) => ctx.offer_catalog(snapshot),
         ShardMsg::Connection(stream) => crate::server::shard::adopt(ctx, stream),
@@ -148,12 +148,22 @@ pub async fn ensure_catalog(
     if snapshot.check(&want)? {
         return Ok(snapshot);
     }
+    change_catalog(ctx, CatalogChange::EnsureColumns(want)).await
+}
+
+/// Applies a catalog change through shard 0 (from any shard) and returns once it is persisted,
+/// with a snapshot that has it (installed here too). A change with nothing to do (`IF NOT
+/// EXISTS`) returns shard 0's current snapshot.
+pub async fn change_catalog(
+    ctx: &Rc<ShardCtx>,
+    change: CatalogChange,
+) -> Result<Arc<Catalog>, crate::error::ApiError> {
     let next = if ctx.catalog_owner.is_some() {
-        ensure_on_owner(ctx, &want).await?
+        change_on_owner(ctx, &change).await?
     } else {
         ctx.shared
             .mesh
-            .ask(0, |reply| ShardMsg::EnsureColumns { want, reply })
+            .ask(0, |reply| ShardMsg::CatalogChange { change, reply })
             .await
             .map_err(|_| EngineFailure::Unavailable { shard: 0 })??
     };
@@ -161,10 +171,12 @@ pub async fn ensure_catalog(
     Ok(next)
 }
 
-/// On shard 0: applies, persists and broadcasts a catalog change, one change at a time.
-async fn ensure_on_owner(
+/// On shard 0: applies, persists and broadcasts a catalog change, one change at a time. The
+/// change is checked against the owner's current version (not the asking shard's snapshot), so
+/// racing changes are decided here, in arrival order.
+async fn change_on_owner(
     ctx: &Rc<ShardCtx>,
-    want: &EnsureColumns,
+    change: &CatalogChange,
 ) -> Result<Arc<Catalog>, CatalogError> {
     let Some(owner) = &ctx.catalog_owner else {
         return Err(CatalogError::Persist {
@@ -175,10 +187,10 @@ async fn ensure_on_owner(
     };
     let _turn = owner.lock.acquire_permit(1).await;
     let current = owner.current.borrow().clone();
-    if current.check(want)? {
+    let Some(next) = current.change(change)? else {
         return Ok(current);
-    }
-    let next = Arc::new(current.apply(want)?);
+    };
+    let next = Arc::new(next);
     let (to_disk, dir) = (next.clone(), owner.meta_dir.clone());
     glommio::executor()
         .spawn_blocking(move || to_disk.persist(&dir))

@@ -3,6 +3,7 @@
 
 mod common;
 mod crash;
+mod ddl;
 mod http;
 mod lifecycle;
 mod sql;
