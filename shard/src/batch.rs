@@ -9,8 +9,10 @@
 
 use std::fmt;
 
+mod delete;
 mod key;
 
+pub use delete::Delete;
 pub use key::{SeriesKey, Tags};
 
 /// The value type of a column, as the catalog records it.
@@ -271,6 +273,31 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// One WAL record's payload: a write batch or a delete.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Write(WriteBatch),
+    Delete(Delete),
+}
+
+/// Encodes a delete (layout in `docs/formats.md`, "Delete").
+pub fn encode_delete(delete: &Delete, out: &mut Vec<u8>) {
+    delete::encode(delete, out);
+}
+
+/// Decodes a record written by `encode` or `encode_delete`, by its first byte.
+pub fn decode_record(bytes: &[u8]) -> Result<Record, BatchError> {
+    if bytes.first() == Some(&delete::DELETE_TAG) {
+        let mut r = Reader { bytes, pos: 1 };
+        let d = delete::decode(&mut r)?;
+        if r.pos != bytes.len() {
+            return Err(BatchError::Trailing(bytes.len() - r.pos));
+        }
+        return Ok(Record::Delete(d));
+    }
+    decode(bytes).map(Record::Write)
+}
+
 /// Decodes a batch written by `encode`, checking every length against the input.
 pub fn decode(bytes: &[u8]) -> Result<WriteBatch, BatchError> {
     let mut r = Reader { bytes, pos: 0 };
@@ -494,6 +521,44 @@ mod tests {
             // Must not panic; a flipped value byte may still decode.
             let _ = decode(&b);
         }
+    }
+
+    #[test]
+    fn delete_records_round_trip_and_refuse_damage() {
+        let d = Delete {
+            tenant: "cnosdb".into(),
+            database: "public".into(),
+            table: Some("cpu".into()),
+            tag_filters: vec![("host".into(), vec!["a".into(), "b".into()])],
+            time: (-5, 100),
+        };
+        let mut bytes = Vec::new();
+        encode_delete(&d, &mut bytes);
+        assert_eq!(decode_record(&bytes), Ok(Record::Delete(d.clone())));
+        for cut in 0..bytes.len() {
+            assert!(decode_record(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0xff;
+            let _ = decode_record(&b);
+        }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(decode_record(&trailing), Err(BatchError::Trailing(1)));
+        let all = Delete {
+            table: None,
+            tag_filters: vec![],
+            time: (i64::MIN, i64::MAX),
+            ..d
+        };
+        assert!(all.drops_tables());
+        let mut bytes = Vec::new();
+        encode_delete(&all, &mut bytes);
+        assert_eq!(decode_record(&bytes), Ok(Record::Delete(all)));
+        let mut bytes = Vec::new();
+        encode(&sample(), &mut bytes);
+        assert_eq!(decode_record(&bytes), Ok(Record::Write(sample())));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use glommio::timer::Timer;
 use tracing::info;
 
-use crate::batch::{self, WriteBatch};
+use crate::batch::{self, Delete, Record, WriteBatch};
 use crate::io::DmaStorage;
 use crate::memtable::Memtable;
 use crate::wal::{Wal, WalOptions};
@@ -85,13 +85,20 @@ impl Engine {
         let mut summary = ReplaySummary::default();
         while let Some(record) = replay.next_record().await? {
             let seq = record.seq;
-            let batch = batch::decode(&record.payload)
+            let record = batch::decode_record(&record.payload)
                 .map_err(|source| EngineError::Replay { seq, source })?;
-            for t in &batch.tables {
-                memtable.insert(t)?;
+            match record {
+                Record::Write(batch) => {
+                    for t in &batch.tables {
+                        memtable.insert(t)?;
+                    }
+                    summary.rows += batch.rows() as u64;
+                }
+                Record::Delete(d) => {
+                    memtable.delete(&d);
+                }
             }
             summary.records += 1;
-            summary.rows += batch.rows() as u64;
         }
         let wal = replay.into_wal().await?;
         info!(dir = %options.dir.display(), records = summary.records, rows = summary.rows, "WAL replayed");
@@ -123,6 +130,16 @@ impl Engine {
         });
         self.reserved.set(self.reserved.get() - need);
         applied
+    }
+
+    /// Makes `delete` durable (per the WAL mode), then removes what it matches from the
+    /// memtable; returns the points removed. Logged first so that a crash after the answer
+    /// cannot bring the points back on replay.
+    pub async fn delete(&self, delete: &Delete) -> Result<usize, EngineError> {
+        let mut payload = Vec::with_capacity(128);
+        batch::encode_delete(delete, &mut payload);
+        self.wal.append(&payload).await?;
+        Ok(self.memtable.borrow_mut().delete(delete))
     }
 
     fn cost(&self, batch: &WriteBatch) -> Result<usize, EngineError> {

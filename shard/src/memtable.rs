@@ -60,7 +60,7 @@ mod tests;
 use std::collections::HashMap;
 use std::mem::size_of;
 
-use crate::batch::{BatchError, TableBatch, ValueType};
+use crate::batch::{BatchError, Delete, TableBatch, ValueType};
 use plan::Plan;
 use table::Table;
 
@@ -292,6 +292,66 @@ impl Memtable {
         t
     }
 
+    /// Removes the points `delete` matches and returns how many entries went. Whole tables
+    /// (a delete without filters over all time: DROP TABLE / DATABASE) are dropped with their
+    /// memory; a filtered delete removes entries, while the column values they pointed to stay
+    /// (unreachable) until the memtable is flushed, so `bytes()` does not shrink.
+    pub fn delete(&mut self, delete: &Delete) -> usize {
+        let matches = |t: &Table| {
+            t.tenant == delete.tenant
+                && t.database == delete.database
+                && delete.table.as_deref().is_none_or(|name| t.name == name)
+        };
+        if delete.drops_tables() {
+            let mut removed = 0;
+            let mut kept = Vec::with_capacity(self.tables.len());
+            for t in std::mem::take(&mut self.tables) {
+                if matches(&t) {
+                    removed += t.series.iter().map(|s| s.entries.len()).sum::<usize>();
+                    self.series -= t.series.len();
+                    self.bytes = self.bytes.saturating_sub(table_bytes(&t));
+                } else {
+                    kept.push(t);
+                }
+            }
+            self.tables = kept;
+            self.rebuild_index();
+            self.rows = self.rows.saturating_sub(removed);
+            return removed;
+        }
+        let (min, max) = delete.time;
+        let mut removed = 0;
+        for t in self.tables.iter_mut().filter(|t| matches(t)) {
+            for s in &mut t.series {
+                let passes = delete.tag_filters.iter().all(|(tag, values)| {
+                    s.key
+                        .tag(tag)
+                        .is_some_and(|v| values.binary_search_by(|x| x.as_str().cmp(v)).is_ok())
+                });
+                if !passes {
+                    continue;
+                }
+                let before = s.entries.len();
+                s.entries.retain(|e| e.time < min || e.time >= max);
+                removed += before - s.entries.len();
+            }
+        }
+        self.rows = self.rows.saturating_sub(removed);
+        removed
+    }
+
+    fn rebuild_index(&mut self) {
+        self.index.clear();
+        for (i, t) in self.tables.iter().enumerate() {
+            self.index
+                .entry(t.tenant.clone())
+                .or_default()
+                .entry(t.database.clone())
+                .or_default()
+                .insert(t.name.clone(), i);
+        }
+    }
+
     /// A table's data for reading; None if the memtable holds nothing of it.
     pub fn scan(&self, tenant: &str, database: &str, table: &str) -> Option<TableScan<'_>> {
         let t = self.find_table(tenant, database, table)?;
@@ -341,16 +401,16 @@ impl Memtable {
     /// `bytes()` counted from scratch, to check the running count.
     #[cfg(test)]
     fn bytes_recount(&self) -> usize {
-        self.tables
-            .iter()
-            .map(|t| {
-                new_table_bytes(&t.tenant, &t.database, &t.name)
-                    + t.own_bytes()
-                    + t.series
-                        .iter()
-                        .map(table::Series::heap_bytes)
-                        .sum::<usize>()
-            })
-            .sum()
+        self.tables.iter().map(table_bytes).sum()
     }
+}
+
+/// The bytes a table accounts for in `Memtable::bytes`.
+fn table_bytes(t: &Table) -> usize {
+    new_table_bytes(&t.tenant, &t.database, &t.name)
+        + t.own_bytes()
+        + t.series
+            .iter()
+            .map(table::Series::heap_bytes)
+            .sum::<usize>()
 }

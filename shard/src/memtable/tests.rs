@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::*;
-use crate::batch::{FieldColumn, FieldValues, SeriesKey};
+use crate::batch::{Delete, FieldColumn, FieldValues, SeriesKey};
 
 const TENANT: &str = "cnosdb";
 const DB: &str = "public";
@@ -849,4 +849,72 @@ fn bench_tsbs_insert_rate() {
         scan_s * 1e3,
         scan_s * 1e9 / rows as f64,
     );
+}
+
+fn delete(table: Option<&str>, tags: &[(&str, &[&str])], time: (i64, i64)) -> Delete {
+    Delete {
+        tenant: TENANT.into(),
+        database: DB.into(),
+        table: table.map(str::to_string),
+        tag_filters: tags
+            .iter()
+            .map(|(t, vs)| (t.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+            .collect(),
+        time,
+    }
+}
+
+#[test]
+fn deletes_remove_matching_points_and_drops_free_tables() {
+    let mut m = Memtable::new(BIG);
+    let (a, b) = (key(&[("host", "a")]), key(&[("host", "b")]));
+    let mut cpu = empty_batch("cpu");
+    for t in 0..30 {
+        add_row(&mut cpu, &a, t, &[("v", Value::Integer(t))]);
+        add_row(&mut cpu, &b, t, &[("v", Value::Integer(-t))]);
+    }
+    m.insert(&cpu).expect("insert cpu");
+    let mut mem = empty_batch("mem");
+    add_row(&mut mem, &a, 5, &[("free", Value::Float(1.5))]);
+    m.insert(&mem).expect("insert mem");
+    assert_eq!(m.rows(), 61);
+
+    // host=a, 10 <= time < 20: ten points of one series go.
+    assert_eq!(m.delete(&delete(Some("cpu"), &[("host", &["a"])], (10, 20))), 10);
+    let d = dump(&m, "cpu");
+    assert_eq!(d.len(), 50);
+    assert!(d
+        .iter()
+        .all(|(tags, t, _)| tags[0].1 == "b" || !(10..20).contains(t)));
+    assert_eq!(m.rows(), 51);
+    // A tag value not in the filter, a tag the series lacks: nothing.
+    assert_eq!(m.delete(&delete(Some("cpu"), &[("host", &["c"])], (0, 100))), 0);
+    assert_eq!(m.delete(&delete(Some("cpu"), &[("dc", &["a"])], (0, 100))), 0);
+    // No tag filter, a time range, every table of the database.
+    assert_eq!(m.delete(&delete(None, &[], (25, i64::MAX))), 10);
+    assert_eq!(dump(&m, "mem").len(), 1);
+    check_bytes(&m);
+
+    // DROP TABLE: the table and its memory go; the other table stays.
+    let before = m.bytes();
+    assert_eq!(m.delete(&delete(Some("cpu"), &[], (i64::MIN, i64::MAX))), 40);
+    assert!(m.scan(TENANT, DB, "cpu").is_none());
+    assert!(m.bytes() < before);
+    assert_eq!(m.series_count(), 1);
+    assert_eq!(m.rows(), 1);
+    check_bytes(&m);
+    assert_eq!(point(&m, "mem", &a, 5), vec![s("Float(1.5)")]);
+
+    // The table comes back empty, with a new type for its column.
+    let mut again = empty_batch("cpu");
+    add_row(&mut again, &a, 1, &[("v", Value::Float(2.0))]);
+    m.insert(&again).expect("recreated table takes a new type");
+    assert_eq!(dump(&m, "cpu").len(), 1);
+    check_bytes(&m);
+
+    // DROP DATABASE.
+    assert_eq!(m.delete(&delete(None, &[], (i64::MIN, i64::MAX))), 2);
+    assert!(m.is_empty());
+    assert_eq!(m.tables().len(), 0);
+    check_bytes(&m);
 }
