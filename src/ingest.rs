@@ -123,8 +123,9 @@ pub fn engine_failure(shard: usize, e: EngineError) -> EngineFailure {
     }
 }
 
-/// The tables and columns a parsed request needs, in first-seen order: per line, tags (sorted)
-/// then fields. A column used as two different kinds within the request is a conflict.
+/// The tables and columns a parsed request needs, in first-seen order: per line, tags then
+/// fields, each sorted by key. A column used as two different kinds within the request is a
+/// conflict.
 pub fn wanted_columns(
     parsed: &ParsedBatch<'_>,
     tenant: &str,
@@ -134,6 +135,7 @@ pub fn wanted_columns(
     // Lines of a table usually repeat the previous line's keys and types: checking that is a
     // few short compares, where looking every key up again is the cost of the whole loop.
     let mut previous: Option<Line<'_>> = None;
+    let mut fields: Vec<(&str, FieldType)> = Vec::new();
     let mut idx = 0;
     for line in parsed.lines() {
         if previous.is_some_and(|p| same_shape(&p, &line)) {
@@ -152,8 +154,12 @@ pub fn wanted_columns(
         for (k, _) in line.tags() {
             want(table, cols, k, ColumnKind::Tag)?;
         }
-        for (k, v) in line.fields() {
-            want(table, cols, k, ColumnKind::Field(field_type(&v)))?;
+        // New fields are added in sorted key order, as tags are (the parser sorts those).
+        fields.clear();
+        fields.extend(line.fields().map(|(k, v)| (k, field_type(&v))));
+        fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for &(k, t) in &fields {
+            want(table, cols, k, ColumnKind::Field(t))?;
         }
         previous = Some(line);
     }

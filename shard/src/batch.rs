@@ -89,6 +89,17 @@ impl FieldValues {
         self.len() == 0
     }
 
+    /// An empty column of the given type with room for `rows` values.
+    pub fn with_capacity(t: ValueType, rows: usize) -> FieldValues {
+        match t {
+            ValueType::Float => FieldValues::Float(Vec::with_capacity(rows)),
+            ValueType::Integer => FieldValues::Integer(Vec::with_capacity(rows)),
+            ValueType::Unsigned => FieldValues::Unsigned(Vec::with_capacity(rows)),
+            ValueType::String => FieldValues::String(Vec::with_capacity(rows)),
+            ValueType::Boolean => FieldValues::Boolean(Vec::with_capacity(rows)),
+        }
+    }
+
     /// An empty column of the given type.
     pub fn empty(t: ValueType) -> FieldValues {
         match t {

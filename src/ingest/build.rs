@@ -48,7 +48,14 @@ pub fn route_rows(parsed: &ParsedBatch<'_>, ctx: &RouteCtx<'_>) -> Result<Routed
                 let b = *builder_of
                     .entry((shard, line.measurement()))
                     .or_insert_with(|| {
-                        builders.push((shard, TableBuilder::new(line.measurement())));
+                        // Bodies usually hold one table: the first builders per shard reserve
+                        // their share of the lines; later ones (many tables) grow as needed,
+                        // so reservations stay within twice the body's rows.
+                        let expect = match builders.len() < ctx.shards {
+                            true => parsed.len() / ctx.shards.max(1) + 1,
+                            false => 0,
+                        };
+                        builders.push((shard, TableBuilder::new(line.measurement(), expect)));
                         builders.len() - 1
                     });
                 let series = builders[b].1.series_index(hash, &tags);
@@ -82,20 +89,24 @@ struct TableBuilder {
     /// Column of each field position of the previous row: the usual next row has the same
     /// fields in the same order, found with one compare instead of a map lookup.
     field_hint: Vec<usize>,
+    /// Rows this builder is likely to get (the body's lines over the shards): reserved up front
+    /// so columns do not grow by copying.
+    expect: usize,
 }
 
 impl TableBuilder {
-    fn new(table: &str) -> TableBuilder {
+    fn new(table: &str, expect: usize) -> TableBuilder {
         TableBuilder {
             table: table.to_string(),
             series: Vec::new(),
             by_hash: HashMap::default(),
             collisions: Vec::new(),
-            series_of_row: Vec::new(),
-            time: Vec::new(),
+            series_of_row: Vec::with_capacity(expect),
+            time: Vec::with_capacity(expect),
             fields: Vec::new(),
             field_index: HashMap::new(),
             field_hint: Vec::new(),
+            expect,
         }
     }
 
@@ -157,7 +168,7 @@ impl TableBuilder {
 
     /// Adds a field column holding `rows` absent values (the current row's is set next).
     fn add_field(&mut self, name: &str, value: &FieldValue<'_>, rows: usize) -> usize {
-        let mut values = FieldValues::empty(super::value_type(value));
+        let mut values = FieldValues::with_capacity(super::value_type(value), self.expect);
         for _ in 0..rows {
             push_none(&mut values);
         }
