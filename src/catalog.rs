@@ -380,6 +380,19 @@ pub enum CatalogChange {
         column: String,
         codec: Codec,
     },
+    /// Removes a database (its data is deleted on every shard first).
+    DropDatabase {
+        tenant: String,
+        database: String,
+        if_exists: bool,
+    },
+    /// Removes a table (its data is deleted on every shard first).
+    DropTable {
+        tenant: String,
+        database: String,
+        table: String,
+        if_exists: bool,
+    },
 }
 
 /// A change shard 0 applies: make sure these tables and columns exist.
@@ -555,6 +568,49 @@ impl Catalog {
                 }
                 return Ok(Some(next));
             }
+            CatalogChange::DropDatabase {
+                tenant,
+                database,
+                if_exists,
+            } => {
+                let t = self
+                    .tenants
+                    .get(tenant)
+                    .ok_or_else(|| CatalogError::TenantNotFound(tenant.clone()))?;
+                if !t.databases.contains_key(database) {
+                    return match if_exists {
+                        true => Ok(None),
+                        false => Err(CatalogError::DatabaseNotFound(database.clone())),
+                    };
+                }
+                let mut next = self.next();
+                if let Some(t) = next.tenants.get_mut(tenant) {
+                    t.databases.remove(database);
+                }
+                return Ok(Some(next));
+            }
+            CatalogChange::DropTable {
+                tenant,
+                database,
+                table,
+                if_exists,
+            } => {
+                if !self.database(tenant, database)?.tables.contains_key(table) {
+                    return match if_exists {
+                        true => Ok(None),
+                        false => Err(CatalogError::TableNotFound(table.clone())),
+                    };
+                }
+                let mut next = self.next();
+                if let Some(db) = next
+                    .tenants
+                    .get_mut(tenant)
+                    .and_then(|t| t.databases.get_mut(database))
+                {
+                    db.tables.remove(table);
+                }
+                return Ok(Some(next));
+            }
             CatalogChange::AlterDatabase {
                 tenant, database, ..
             }
@@ -698,7 +754,10 @@ fn apply_to_database(db: &mut Database, change: &CatalogChange) -> Result<(), Ca
                 ColumnKind::Field(_) => c.codec = *codec,
             }
         }
-        CatalogChange::EnsureColumns(_) | CatalogChange::CreateDatabase { .. } => {}
+        CatalogChange::EnsureColumns(_)
+        | CatalogChange::CreateDatabase { .. }
+        | CatalogChange::DropDatabase { .. }
+        | CatalogChange::DropTable { .. } => {}
     }
     Ok(())
 }

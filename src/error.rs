@@ -87,6 +87,7 @@ impl ApiError {
                 QueryError::MismatchColumns => (422, "010045"),
                 QueryError::ShowSeriesField(_) => (422, "010046"),
                 QueryError::Cast(_) => (422, "010002"),
+                QueryError::Internal(_) => (500, "000000"),
             },
             ApiError::Format(FormatError::NotAcceptable(_)) => (400, "040005"),
             // Misuse of the encoder by our own code, not a property of the answer.

@@ -1,6 +1,7 @@
 //! The mesh: bounded channels from every shard to every shard's inbox.
 //!
-//! Messages carry only owned, `Send` data (row batches, `Arc` snapshots) and a reply channel.
+//! Messages carry only owned, `Send` data (row batches, `Arc` snapshots, `Arc` plan fragments)
+//! and a reply channel.
 //! The channels are runtime-agnostic (async-channel), and a glommio task waiting on one is woken
 //! from another thread. Each inbox is bounded: a sender waits (asynchronously, never blocking
 //! its reactor) when the owner is behind, which is the back-pressure between shards. An inbox is
@@ -8,12 +9,11 @@
 
 use std::sync::Arc;
 
-use chronoshard_shard::batch::WriteBatch;
-use chronoshard_shard::scan::{ScanRequest, TableSchema};
-use datafusion::arrow::record_batch::RecordBatch;
+use chronoshard_shard::batch::{Delete, WriteBatch};
 
 use crate::catalog::{Catalog, CatalogChange, CatalogError};
 use crate::ingest::EngineFailure;
+use crate::query::FragmentTask;
 
 /// Messages one inbox can hold before senders wait.
 pub const INBOX_CAPACITY: usize = 256;
@@ -27,6 +27,12 @@ pub enum ShardMsg {
         batch: WriteBatch,
         reply: Reply<Result<(), EngineFailure>>,
     },
+    /// Log this delete in your WAL and apply it to your memtable; reply with the points removed
+    /// once durable.
+    Delete {
+        delete: Delete,
+        reply: Reply<Result<usize, EngineFailure>>,
+    },
     /// (Shard 0 only.) Apply this catalog change (a write's missing columns, or DDL), persist
     /// it, broadcast it; reply with the snapshot that has it.
     CatalogChange {
@@ -37,13 +43,8 @@ pub enum ShardMsg {
     Catalog(Arc<Catalog>),
     /// A connection another shard accepted and hands over to balance the load.
     Connection(glommio::net::AcceptedTcpStream),
-    /// Scan your rows of a table and stream them back as Arrow batches; dropping `reply` ends
-    /// the stream.
-    Scan {
-        request: ScanRequest,
-        schema: TableSchema,
-        reply: Reply<Result<RecordBatch, String>>,
-    },
+    /// Run your partition of a query's plan fragment and stream its batches back.
+    Fragment(FragmentTask),
 }
 
 /// Senders to every shard's inbox, indexed by shard id.

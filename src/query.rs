@@ -1,39 +1,45 @@
-//! SQL through DataFusion: a session per query over the catalog snapshot, each table's scan
-//! scattered to every shard, the rest of the plan on a small tokio runtime.
+//! SQL through DataFusion: a session per query over the catalog snapshot, the plan fragment
+//! below the first exchange scattered to every shard, the rest on a small tokio runtime.
 //!
-//! First slice of the query design (`docs/architecture.md`, "A query's life"): every table is a
-//! DataFusion table provider (`query/table.rs`) whose scan has one partition per shard, with the
-//! projection, time range, tag filters and limit pushed into it. Executing partition N sends a
-//! scan request to shard N over the mesh; shard N reads its memtable on its own core and streams
-//! Arrow batches back over a bounded channel. Everything above the scans (filter, aggregate,
-//! sort, limit) runs on the query runtime (tokio, unpinned threads), because DataFusion's
-//! exchanges spawn tokio tasks. A glommio reactor never waits on tokio: the connection task
-//! awaits a runtime-agnostic channel. Moving filters, projections and partial aggregates down
-//! onto the shards is the next step.
+//! Every table is a DataFusion table provider (`query/table.rs`) whose scan (`query/scan.rs`)
+//! has one partition per shard, with the projection, time range, tag filters and limit pushed
+//! into it. The scatter rule (`query/scatter.rs`, run after DataFusion's optimizer) cuts the
+//! fragment above each scan (filter, projection, partial aggregate, TopK) and puts it under a
+//! gather (`query/gather.rs`): shard i executes partition i of the fragment on its own core over
+//! its own memtable and streams Arrow batches back over a bounded channel. Everything above the
+//! gathers (final aggregate, merges, sort, limit) runs on the query runtime (tokio, unpinned
+//! threads), because DataFusion's exchanges spawn tokio tasks. A glommio reactor never waits on
+//! tokio: every crossing is a runtime-agnostic channel. See `docs/architecture.md`, "A query's
+//! life".
 
 pub mod ddl;
+mod functions;
+mod gather;
+mod scan;
+mod scatter;
+pub mod shard_local;
 mod table;
+
+pub use gather::{run_on_shard, FragmentPanic, FragmentTask};
 
 use std::sync::Arc;
 
 use chronoshard_shard::batch::ValueType;
-use chronoshard_shard::scan::{ScanRequest, TableSchema};
+use chronoshard_shard::scan::TableSchema;
 use datafusion::arrow::datatypes::{SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::execution::TaskContext;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
-use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder};
 
 use crate::catalog::{Catalog, ColumnKind, Database, Precision, Table};
-use crate::mesh::{Mesh, ShardMsg};
+use crate::mesh::Mesh;
+use scatter::ScatterRule;
 use table::ShardedTable;
 
-/// Batches a shard may have in flight towards a query before it waits.
-const SCAN_CHANNEL_BATCHES: usize = 4;
-/// Rows per batch a shard's scan produces.
+/// Rows per batch a shard's scan produces: small enough that a cancelled query stops soon and
+/// a batch in flight stays a few MiB, large enough for Arrow's kernels to pay off.
 const SCAN_BATCH_ROWS: usize = 8192;
 
 /// Why a query failed.
@@ -72,6 +78,9 @@ pub enum QueryError {
     /// A value that does not convert to its column's type (CnosDB reports Arrow's cast error).
     #[error("Arrow: Cast error: {0}")]
     Cast(String),
+    /// A bug, not the query's fault: a panic in a plan (caught; the server keeps running).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// The outcome of a statement: its schema and every batch.
@@ -121,6 +130,48 @@ async fn execute(
     database: &str,
     sql: &str,
 ) -> Result<Option<QueryOutput>, QueryError> {
+    let Some(frame) = plan(mesh, catalog, tenant, database, sql).await? else {
+        return Ok(None);
+    };
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(datafusion_error)?;
+    Ok(Some(QueryOutput { schema, batches }))
+}
+
+/// Plans one statement and starts it; the batches are pulled from the stream (on the query
+/// runtime: the plan above the gathers needs tokio). None for an empty body.
+pub async fn start(
+    mesh: Mesh,
+    catalog: &Catalog,
+    tenant: &str,
+    database: &str,
+    sql: &str,
+) -> Result<Option<(SchemaRef, SendableRecordBatchStream)>, QueryError> {
+    let Some(frame) = plan(mesh, catalog, tenant, database, sql).await? else {
+        return Ok(None);
+    };
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let stream = frame.execute_stream().await.map_err(datafusion_error)?;
+    Ok(Some((schema, stream)))
+}
+
+/// A task on the query runtime that is cancelled when this handle is dropped.
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The statement as a DataFusion data frame (logical plan), or None for an empty body.
+async fn plan(
+    mesh: Mesh,
+    catalog: &Catalog,
+    tenant: &str,
+    database: &str,
+    sql: &str,
+) -> Result<Option<DataFrame>, QueryError> {
     let ctx = session(mesh, catalog, tenant, database)?;
     let statements = datafusion::sql::parser::DFParser::parse_sql(sql)
         .map_err(|e| QueryError::Parse(e.to_string()))?;
@@ -142,12 +193,18 @@ async fn execute(
         .sql_with_options(sql, options)
         .await
         .map_err(datafusion_error)?;
-    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await.map_err(datafusion_error)?;
-    Ok(Some(QueryOutput { schema, batches }))
+    Ok(Some(frame))
 }
 
-fn datafusion_error(e: DataFusionError) -> QueryError {
+/// Our error for a DataFusion one: a caught panic is internal, the rest are the query's.
+pub fn datafusion_error(e: DataFusionError) -> QueryError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if let Some(panic) = c.downcast_ref::<FragmentPanic>() {
+            return QueryError::Internal(panic.to_string());
+        }
+        cause = c.source();
+    }
     match e {
         DataFusionError::SQL(e, _) => QueryError::Parse(e.to_string()),
         other => QueryError::DataFusion(other.to_string()),
@@ -165,7 +222,15 @@ fn session(
         .with_target_partitions(mesh.shards())
         .with_default_catalog_and_schema(tenant, database)
         .with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(ScatterRule::new(mesh.clone())))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    for f in functions::aggregates() {
+        ctx.register_udaf(f);
+    }
     let Ok(db) = catalog.database(tenant, database) else {
         return Ok(ctx);
     };
@@ -208,52 +273,5 @@ pub fn table_schema(precision: Precision, table: &Table) -> TableSchema {
         },
         tags,
         fields,
-    }
-}
-
-/// One shard's part of a table: executing it asks that shard for its rows.
-#[derive(Debug)]
-struct ShardPartition {
-    shard: usize,
-    mesh: Mesh,
-    schema: TableSchema,
-    /// The (projected) schema of the batches the shard sends.
-    arrow_schema: SchemaRef,
-    request: ScanRequest,
-}
-
-impl PartitionStream for ShardPartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.arrow_schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (tx, rx) = async_channel::bounded(SCAN_CHANNEL_BATCHES);
-        let msg = ShardMsg::Scan {
-            request: self.request.clone(),
-            schema: self.schema.clone(),
-            reply: tx,
-        };
-        let (mesh, shard) = (self.mesh.clone(), self.shard);
-        // The request is sent when the stream is first polled; then batches flow until the
-        // shard drops its end.
-        let stream = futures_lite::stream::unfold(
-            (Some((mesh, msg)), rx),
-            move |(pending, rx)| async move {
-                if let Some((mesh, msg)) = pending {
-                    if mesh.send(shard, msg).await.is_err() {
-                        let e = DataFusionError::Execution(format!("shard {shard} is stopping"));
-                        return Some((Err(e), (None, rx)));
-                    }
-                }
-                let item = rx.recv().await.ok()?;
-                let item = item.map_err(DataFusionError::Execution);
-                Some((item, (None, rx)))
-            },
-        );
-        Box::pin(RecordBatchStreamAdapter::new(
-            self.arrow_schema.clone(),
-            stream,
-        ))
     }
 }

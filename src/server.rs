@@ -201,6 +201,7 @@ async fn shard_main(
     };
     let _ = events.send(StartEvent::Bound);
     let ctx = Rc::new(ShardCtx::new(id, shared));
+    crate::query::shard_local::install(&ctx);
     let serving = glommio::spawn_local(shard::serve(ctx.clone(), listener));
     match Engine::open(engine_options(&ctx)).await {
         Ok((engine, replay)) => {

@@ -3,8 +3,10 @@
 //!
 //! The caller (the shard's query task) passes the table's schema as the catalog knows it
 //! (`TableSchema`) and a `ScanRequest`, and pulls batches from `MemtableScan`, an iterator that
-//! borrows the memtable and builds one batch per `next()`: a large table is never materialized
-//! whole, and the shard drives the iterator synchronously and forwards the owned batches.
+//! borrows the memtable and builds one batch per `next()`, or from `ScanCursor`, which holds no
+//! borrow between batches (it re-borrows the memtable for each one and resumes at a saved
+//! `ScanPosition`) so an async task can yield between batches while writes go on. A large
+//! table is never materialized whole.
 //!
 //! # Output
 //!
@@ -231,10 +233,27 @@ enum Source {
     },
 }
 
-/// The series being emitted and its rows not yet emitted.
+/// The series being emitted (`index` in the table's series order) and its rows not yet emitted.
 struct Current<'a> {
+    index: usize,
     series: SeriesScan<'a>,
     rows: Range<usize>,
+}
+
+/// Where a scan stands between two batches, in terms that survive writes: the index of the next
+/// series to read (series are only ever appended) and, within it, the first time not yet
+/// emitted (rows are keyed by time, so a row inserted meanwhile lands before or after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanPosition {
+    pub series: usize,
+    pub time_from: i64,
+}
+
+impl ScanPosition {
+    pub const START: ScanPosition = ScanPosition {
+        series: 0,
+        time_from: i64::MIN,
+    };
 }
 
 /// A lazy scan of one memtable table: each `next()` builds one batch (see the module docs).
@@ -246,6 +265,10 @@ pub struct MemtableScan<'a> {
     sources: Vec<Source>,
     /// None: the memtable holds nothing of the table.
     series: Option<Box<dyn Iterator<Item = SeriesScan<'a>> + 'a>>,
+    /// The index of the series `series` yields next.
+    next_index: usize,
+    /// Where the scan started: the first series' rows before `time_from` are skipped.
+    start: ScanPosition,
     /// Allowed values sorted, for binary search.
     tag_filters: Vec<(String, Vec<String>)>,
     time_range: (i64, i64),
@@ -261,6 +284,16 @@ impl<'a> MemtableScan<'a> {
         memtable: &'a Memtable,
         schema: &TableSchema,
         req: &ScanRequest,
+    ) -> Result<MemtableScan<'a>, ScanError> {
+        MemtableScan::resume(memtable, schema, req, ScanPosition::START)
+    }
+
+    /// Like `new`, starting at `start` (a `position()` of an earlier scan of the same request).
+    pub fn resume(
+        memtable: &'a Memtable,
+        schema: &TableSchema,
+        req: &ScanRequest,
+        start: ScanPosition,
     ) -> Result<MemtableScan<'a>, ScanError> {
         let table = req.table_name();
         if req.batch_rows == 0 || req.batch_rows > BATCH_ROWS_MAX {
@@ -290,7 +323,10 @@ impl<'a> MemtableScan<'a> {
             table,
             schema: output,
             sources,
-            series: scan.map(|s| Box::new(s.series()) as Box<dyn Iterator<Item = _> + 'a>),
+            series: scan
+                .map(|s| Box::new(s.series_from(start.series)) as Box<dyn Iterator<Item = _> + 'a>),
+            next_index: start.series,
+            start,
             tag_filters,
             time_range: req.time_range,
             batch_rows: req.batch_rows,
@@ -305,16 +341,40 @@ impl<'a> MemtableScan<'a> {
         Arc::clone(&self.schema)
     }
 
+    /// Where the next batch would start.
+    pub fn position(&self) -> ScanPosition {
+        match &self.current {
+            Some(c) if !c.rows.is_empty() => ScanPosition {
+                series: c.index,
+                time_from: c.series.time()[c.rows.start],
+            },
+            _ => ScanPosition {
+                series: self.next_index,
+                time_from: i64::MIN,
+            },
+        }
+    }
+
     /// The next series that passes the tag filters and has rows in the time range.
     fn next_series(&mut self) -> Option<Current<'a>> {
         let series = self.series.as_mut()?;
         for s in series {
+            let index = self.next_index;
+            self.next_index += 1;
             if !passes(s.key(), &self.tag_filters) {
                 continue;
             }
-            let rows = rows_in(s.time(), self.time_range);
+            let mut range = self.time_range;
+            if index == self.start.series {
+                range.0 = range.0.max(self.start.time_from);
+            }
+            let rows = rows_in(s.time(), range);
             if !rows.is_empty() {
-                return Some(Current { series: s, rows });
+                return Some(Current {
+                    index,
+                    series: s,
+                    rows,
+                });
             }
         }
         None
@@ -390,6 +450,79 @@ impl Iterator for MemtableScan<'_> {
             self.done = true;
         }
         result.transpose()
+    }
+}
+
+/// A scan that holds no borrow of the memtable between batches, for a caller that must yield
+/// (an async task: the shard's writes borrow the memtable mutably in between).
+///
+/// Each `next_batch` borrows the memtable afresh, resumes at the saved `ScanPosition` and builds
+/// one batch. Consistency: every row present for the whole scan is read exactly once; a row
+/// written while the scan is paused may or may not appear (it does when it lands after the
+/// position; rows deleted meanwhile are not read). Series are never removed from a table, only
+/// their entries, so a position stays valid; a table dropped mid-scan ends the scan. The
+/// memtable must be the same one for the whole scan (the position indexes its series): a flush
+/// that swaps memtables will have to end or restart open cursors.
+///
+/// Cost: resuming rebuilds the current series' time vector, so a series much longer than a batch
+/// is gathered once per batch it spans.
+#[derive(Debug)]
+pub struct ScanCursor {
+    schema: TableSchema,
+    request: ScanRequest,
+    output: SchemaRef,
+    position: ScanPosition,
+    done: bool,
+}
+
+impl ScanCursor {
+    /// Checks the request against the schema (the memtable is checked per batch).
+    pub fn new(schema: &TableSchema, request: &ScanRequest) -> Result<ScanCursor, ScanError> {
+        let table = request.table_name();
+        if request.batch_rows == 0 || request.batch_rows > BATCH_ROWS_MAX {
+            return Err(ScanError::BatchRows {
+                table,
+                batch_rows: request.batch_rows,
+            });
+        }
+        let (_, output) = project(schema, request.projection.as_deref(), &table)?;
+        Ok(ScanCursor {
+            schema: schema.clone(),
+            request: request.clone(),
+            output,
+            position: ScanPosition::START,
+            done: request.limit == Some(0),
+        })
+    }
+
+    /// The schema of every batch.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.output)
+    }
+
+    /// Builds the next batch from `memtable`, or None when the scan is over (and stays over).
+    pub fn next_batch(&mut self, memtable: &Memtable) -> Result<Option<RecordBatch>, ScanError> {
+        if self.done {
+            return Ok(None);
+        }
+        let batch = MemtableScan::resume(memtable, &self.schema, &self.request, self.position)
+            .and_then(|mut scan| {
+                let batch = scan.next().transpose()?;
+                self.position = scan.position();
+                Ok(batch)
+            });
+        let batch = match batch {
+            Ok(Some(b)) => b,
+            other => {
+                self.done = true;
+                return other;
+            }
+        };
+        if let Some(limit) = self.request.limit.as_mut() {
+            *limit -= batch.num_rows();
+            self.done = *limit == 0;
+        }
+        Ok(Some(batch))
     }
 }
 

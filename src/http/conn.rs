@@ -22,7 +22,7 @@ use crate::http::coding::{self, Coding};
 use crate::http::deadline::{Deadline, DeadlineReader};
 use crate::http::error::HttpError;
 use crate::http::request::{self, Framing, HeadLimits, InBuf, Method, ReadError, RequestHead};
-use crate::http::response::{Response, CONTINUE};
+use crate::http::response::{self, BodyStream, Chunk, Response, CONTINUE};
 use crate::http::route::Route;
 use crate::metrics::ShardMetrics;
 use crate::server::shard::ShardCtx;
@@ -137,7 +137,7 @@ impl Conn {
         let with_body = head.method != Method::Head;
         let coding = negotiated(&head);
         let mut close = !head.keep_alive || self.ctx.stop.is_fired();
-        let result = match (route, self.ctx.stop.is_fired()) {
+        let mut result = match (route, self.ctx.stop.is_fired()) {
             (_, true) => Err(HttpError::ShuttingDown.into()),
             (Err(e), false) => Err(e.into()),
             (Ok(route), false) => match self.read_request_body(&head, route).await {
@@ -155,6 +155,12 @@ impl Conn {
             close = true;
         }
         self.answer(route_of(&head), with_body, &result, coding, close);
+        let streamed = result.as_mut().ok().and_then(|r| r.stream.take());
+        if let Some(body) = streamed.filter(|_| with_body) {
+            if !self.stream_body(body).await? {
+                return Ok(After::Close);
+            }
+        }
         Ok(if close {
             After::Close
         } else {
@@ -241,6 +247,46 @@ impl Conn {
             .write_to(&mut self.out, with_body, close);
     }
 
+    /// Writes a streamed body chunk by chunk, each as soon as it is produced. True when the body
+    /// ended with its zero chunk; false when it was aborted (the connection must then close, so
+    /// the client sees a truncated body).
+    async fn stream_body(&mut self, body: BodyStream) -> io::Result<bool> {
+        self.flush().await?;
+        loop {
+            // Checked before each chunk too: with chunks always ready (a slow reader), the
+            // timer below would never win the race.
+            let left = body.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                debug!(shard = self.ctx.id, "streamed answer passed its deadline");
+                return Ok(false);
+            }
+            let next = future::or(async { body.chunks.recv().await.ok() }, async {
+                glommio::timer::Timer::new(left).await;
+                Some(Chunk::Abort("the answer's deadline passed".to_string()))
+            })
+            .await;
+            match next {
+                Some(Chunk::Data(data)) => {
+                    response::write_chunk(&mut self.out, &data);
+                    self.flush().await?;
+                }
+                Some(Chunk::End) => {
+                    self.out.extend_from_slice(response::LAST_CHUNK);
+                    self.flush().await?;
+                    return Ok(true);
+                }
+                Some(Chunk::Abort(reason)) => {
+                    debug!(shard = self.ctx.id, %reason, "streamed answer aborted");
+                    return Ok(false);
+                }
+                None => {
+                    debug!(shard = self.ctx.id, "streamed answer's producer vanished");
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
     async fn flush(&mut self) -> io::Result<()> {
         self.count_bytes_in();
         if self.out.is_empty() {
@@ -305,5 +351,6 @@ fn compress(response: &Response, coding: Coding) -> Option<Response> {
         content_type: response.content_type,
         headers,
         body,
+        stream: None,
     })
 }

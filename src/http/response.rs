@@ -2,9 +2,15 @@
 //!
 //! Responses are serialized into the connection's output buffer, so pipelined answers leave in
 //! one write. A HEAD answer carries the headers of the GET answer and no body.
+//!
+//! A response may instead carry a `BodyStream` (chunked SQL answers): its head says
+//! `Transfer-Encoding: chunked` and the connection writes each `Chunk::Data` as one HTTP chunk
+//! as it arrives, then the terminating zero chunk on `Chunk::End`. On `Chunk::Abort`, a silent
+//! producer or a passed deadline, the connection is closed without the zero chunk: a client can
+//! never mistake a truncated answer for a complete one.
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::ApiError;
 
@@ -16,6 +22,31 @@ pub struct Response {
     /// Extra headers, already valid header text.
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// A body produced while it is sent (then `body` is empty): chunked transfer coding.
+    pub stream: Option<BodyStream>,
+}
+
+/// One piece of a streamed body.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Body bytes (already content-coded); an empty one is skipped.
+    Data(Vec<u8>),
+    /// The body is complete.
+    End,
+    /// The body cannot be completed (the reason is logged).
+    Abort(String),
+}
+
+/// The source of a streamed body: a bounded channel from its producer, so the producer waits
+/// while the client is slow and the memory held stays a few chunks.
+#[derive(Debug)]
+pub struct BodyStream {
+    pub chunks: async_channel::Receiver<Chunk>,
+    /// The body must be complete by then, else it is aborted.
+    pub deadline: Instant,
+    /// Dropped with the stream: cancels the producer (say, a query task) when the body ends
+    /// early.
+    pub guard: Option<Box<dyn std::any::Any>>,
 }
 
 impl Response {
@@ -25,6 +56,7 @@ impl Response {
             content_type: Some(content_type),
             headers: Vec::new(),
             body,
+            stream: None,
         }
     }
 
@@ -35,6 +67,7 @@ impl Response {
             content_type: None,
             headers: Vec::new(),
             body: Vec::new(),
+            stream: None,
         }
     }
 
@@ -59,8 +92,12 @@ impl Response {
         for (name, value) in &self.headers {
             push_header(out, name, value);
         }
-        let mut len = itoa_buf();
-        push_header(out, "Content-Length", fmt_usize(&mut len, self.body.len()));
+        if self.stream.is_some() {
+            push_header(out, "Transfer-Encoding", "chunked");
+        } else {
+            let mut len = itoa_buf();
+            push_header(out, "Content-Length", fmt_usize(&mut len, self.body.len()));
+        }
         if close {
             out.extend_from_slice(b"Connection: close\r\n");
         }
@@ -70,6 +107,20 @@ impl Response {
         }
     }
 }
+
+/// Appends `data` as one HTTP/1.1 chunk (size in hex, CRLF, data, CRLF); nothing for no data,
+/// since an empty chunk would end the body.
+pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The zero chunk (no trailers) that ends a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());

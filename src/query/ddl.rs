@@ -12,6 +12,7 @@
 //! - `INSERT ... VALUES` rows are cast to the table's column types and written through the
 //!   line-protocol write path (`insert.rs`), so routing, WAL and acknowledgement are shared.
 
+mod delete;
 mod insert;
 mod parse;
 #[cfg(test)]
@@ -145,6 +146,32 @@ pub enum Statement {
         columns: Vec<String>,
         rows: Vec<Vec<Literal>>,
     },
+    DropDatabase {
+        name: String,
+        if_exists: bool,
+    },
+    DropTable {
+        table: TableRef,
+        if_exists: bool,
+    },
+    /// `DELETE FROM t [WHERE ...]`: the conditions all hold (AND).
+    Delete {
+        table: TableRef,
+        conditions: Vec<DeleteCondition>,
+    },
+}
+
+/// One condition of a DELETE's WHERE.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeleteCondition {
+    /// `tag IN (...)`.
+    TagIn { column: String, values: Vec<String> },
+    /// `column op literal`: `tag = 'v'`, or time compared with `=`, `<`, `<=`, `>`, `>=`.
+    Compare {
+        column: String,
+        op: String,
+        value: Literal,
+    },
 }
 
 /// Runs one recognized statement for (tenant, database). `None`: no result set (DDL answers
@@ -200,6 +227,46 @@ pub async fn execute(
             let db = db_of(&table);
             let n = insert::insert(ctx, tenant, &db, &table.table, &columns, &rows).await?;
             return Ok(Some(rows_output(n)));
+        }
+        Statement::DropDatabase { name, if_exists } => {
+            // Data first, then the catalog: a crash in between leaves an empty database, never
+            // a dropped one whose rows come back when it is created again.
+            if ctx.catalog().database(tenant, &name).is_ok() {
+                let all = delete::everything(tenant, &name, None);
+                inbox::delete_everywhere(ctx, all).await?;
+            }
+            CatalogChange::DropDatabase {
+                tenant: tenant.to_string(),
+                database: name,
+                if_exists,
+            }
+        }
+        Statement::DropTable { table, if_exists } => {
+            let db = db_of(&table);
+            let exists = ctx
+                .catalog()
+                .database(tenant, &db)?
+                .tables
+                .contains_key(&table.table);
+            if exists {
+                let all = delete::everything(tenant, &db, Some(&table.table));
+                inbox::delete_everywhere(ctx, all).await?;
+            }
+            CatalogChange::DropTable {
+                tenant: tenant.to_string(),
+                database: db,
+                table: table.table,
+                if_exists,
+            }
+        }
+        Statement::Delete { table, conditions } => {
+            let db = db_of(&table);
+            let catalog = ctx.catalog();
+            let d = delete::plan(&catalog, tenant, &db, &table.table, &conditions)?;
+            if d.time.0 < d.time.1 {
+                inbox::delete_everywhere(ctx, d).await?;
+            }
+            return Ok(None);
         }
         Statement::CreateDatabase {
             name,

@@ -17,10 +17,10 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::{ShardPartition, SCAN_BATCH_ROWS};
+use super::scan::ShardScanExec;
+use super::SCAN_BATCH_ROWS;
 use crate::mesh::Mesh;
 
 #[derive(Debug)]
@@ -71,18 +71,7 @@ impl TableProvider for ShardedTable {
             Some(p) => Arc::new(self.arrow_schema.project(p)?),
             None => self.arrow_schema.clone(),
         };
-        let partitions: Vec<Arc<dyn PartitionStream>> = (0..self.mesh.shards())
-            .map(|shard| {
-                Arc::new(ShardPartition {
-                    shard,
-                    mesh: self.mesh.clone(),
-                    schema: self.schema.clone(),
-                    arrow_schema: projected.clone(),
-                    request: request.clone(),
-                }) as Arc<dyn PartitionStream>
-            })
-            .collect();
-        let exec = StreamingTableExec::try_new(projected, partitions, None, vec![], false, limit)?;
+        let exec = ShardScanExec::new(self.schema.clone(), request, projected, self.mesh.shards());
         Ok(Arc::new(exec))
     }
 }

@@ -1,17 +1,17 @@
 //! A shard's inbox: what other shards ask of it, one small handler per message kind.
 //!
 //! Every message is handled in its own task (bounded by the inbox's capacity and a semaphore),
-//! so writes from many shards reach the WAL together and share its group commit. No handler
-//! waits on another shard, which keeps the mesh free of wait cycles.
+//! so writes from many shards reach the WAL together and share its group commit. Query
+//! fragments run in their own, lower-share task queue. No handler waits on another shard, which
+//! keeps the mesh free of wait cycles.
 
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use chronoshard_shard::batch::WriteBatch;
-use chronoshard_shard::scan::{MemtableScan, ScanRequest, TableSchema};
-use datafusion::arrow::record_batch::RecordBatch;
+use chronoshard_shard::batch::{Delete, WriteBatch};
 use glommio::sync::Semaphore;
+use glommio::{Latency, Shares};
 use tracing::warn;
 
 use crate::catalog::{Catalog, CatalogChange, CatalogError, EnsureColumns};
@@ -40,19 +40,45 @@ impl CatalogOwner {
     }
 }
 
+/// Shares of the task queue query fragments run in, against the default queue's 1000 (HTTP,
+/// writes, inbox): under load a fragment gets about a tenth of the core's turns, so a long
+/// aggregate cannot starve request handling, and it gets the whole core when nothing else runs.
+const QUERY_QUEUE_SHARES: usize = 100;
+
 /// Drains the inbox until every sender is gone.
 pub async fn run(ctx: Rc<ShardCtx>, inbox: async_channel::Receiver<ShardMsg>) {
     let slots = Rc::new(Semaphore::new(INFLIGHT_MAX));
+    let queries = glommio::executor().create_task_queue(
+        Shares::Static(QUERY_QUEUE_SHARES),
+        Latency::NotImportant,
+        "query",
+    );
     while let Ok(msg) = inbox.recv().await {
         let Ok(permit) = slots.acquire_static_permit(1).await else {
             break;
         };
-        let ctx = ctx.clone();
-        glommio::spawn_local(async move {
-            handle(&ctx, msg).await;
-            drop(permit);
-        })
-        .detach();
+        let spawned = match msg {
+            ShardMsg::Fragment(task) => glommio::spawn_local_into(
+                async move {
+                    crate::query::run_on_shard(task).await;
+                    drop(permit);
+                },
+                queries,
+            ),
+            msg => {
+                let ctx = ctx.clone();
+                Ok(glommio::spawn_local(async move {
+                    handle(&ctx, msg).await;
+                    drop(permit);
+                }))
+            }
+        };
+        match spawned {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(e) => warn!(shard = ctx.id, error = %e, "could not spawn a query fragment"),
+        }
     }
 }
 
@@ -61,71 +87,17 @@ async fn handle(ctx: &Rc<ShardCtx>, msg: ShardMsg) {
         ShardMsg::Write { batch, reply } => {
             let _ = reply.send(write_local(ctx, &batch).await).await;
         }
+        ShardMsg::Delete { delete, reply } => {
+            let _ = reply.send(delete_local(ctx, &delete).await).await;
+        }
         ShardMsg::CatalogChange { change, reply } => {
             let _ = reply.send(change_on_owner(ctx, &change).await).await;
         }
         ShardMsg::Catalog(snapshot) => ctx.offer_catalog(snapshot),
         ShardMsg::Connection(stream) => crate::server::shard::adopt(ctx, stream),
-        ShardMsg::Scan {
-            request,
-            schema,
-            reply,
-        } => {
-            tracing::debug!(
-                shard = ctx.id,
-                table = %request.table,
-                projection = ?request.projection,
-                time_range = ?request.time_range,
-                tag_filters = ?request.tag_filters,
-                limit = ?request.limit,
-                "scan"
-            );
-            for item in scan_local(ctx, &request, &schema) {
-                if reply.send(item).await.is_err() {
-                    break; // the query is gone (LIMIT reached, client left)
-                }
-            }
-        }
+        // Spawned into the query task queue by `run`; kept here so the match stays whole.
+        ShardMsg::Fragment(task) => crate::query::run_on_shard(task).await,
     }
-}
-
-/// Bytes of Arrow batches one scan may materialize on a shard before it fails. The memtable is
-/// borrowed while scanning, and a borrow must not live across an await (writes would find it
-/// taken), so a scan's batches are built first and sent after.
-const SCAN_BYTES_MAX: usize = 1 << 30;
-
-/// Scans this shard's rows of a table into Arrow batches (or one error).
-fn scan_local(
-    ctx: &ShardCtx,
-    request: &ScanRequest,
-    schema: &TableSchema,
-) -> Vec<Result<RecordBatch, String>> {
-    let Some(engine) = ctx.engine() else {
-        return vec![Err(format!("shard {} is not ready", ctx.id))];
-    };
-    let memtable = engine.memtable();
-    let scan = match MemtableScan::new(&memtable, schema, request) {
-        Ok(scan) => scan,
-        Err(e) => return vec![Err(e.to_string())],
-    };
-    let mut out = Vec::new();
-    let mut bytes = 0;
-    for batch in scan {
-        match batch {
-            Ok(b) => {
-                bytes += b.get_array_memory_size();
-                if bytes > SCAN_BYTES_MAX {
-                    return vec![Err(format!(
-                        "scan of {} on shard {} exceeds {SCAN_BYTES_MAX} bytes; narrow it with a time range or tag filter",
-                        request.table, ctx.id
-                    ))];
-                }
-                out.push(Ok(b));
-            }
-            Err(e) => return vec![Err(e.to_string())],
-        }
-    }
-    out
 }
 
 /// Applies a batch this shard owns: WAL (durable per the WAL mode), then memtable.
@@ -136,6 +108,57 @@ pub async fn write_local(ctx: &ShardCtx, batch: &WriteBatch) -> Result<(), Engin
     let result = engine.write(batch).await;
     ctx.metrics.record_engine(&engine.stats());
     result.map_err(|e| crate::ingest::engine_failure(ctx.id, e))
+}
+
+/// Applies a delete to this shard: WAL (durable per the WAL mode), then memtable.
+pub async fn delete_local(ctx: &ShardCtx, delete: &Delete) -> Result<usize, EngineFailure> {
+    let engine = ctx
+        .engine()
+        .ok_or(EngineFailure::Unavailable { shard: ctx.id })?;
+    let result = engine.delete(delete).await;
+    ctx.metrics.record_engine(&engine.stats());
+    result.map_err(|e| crate::ingest::engine_failure(ctx.id, e))
+}
+
+/// Sends `delete` to every shard (each holds some series of every table) and waits for all;
+/// returns the points removed. Every shard is awaited even after a failure, so no reply is
+/// lost; the first failure is reported (a retry converges: deleting again is harmless).
+pub async fn delete_everywhere(ctx: &Rc<ShardCtx>, delete: Delete) -> Result<usize, EngineFailure> {
+    let mut waiting = Vec::new();
+    for shard in 0..ctx.shared.mesh.shards() {
+        let (tx, rx) = async_channel::bounded(1);
+        let msg = ShardMsg::Delete {
+            delete: delete.clone(),
+            reply: tx,
+        };
+        match ctx.shared.mesh.send(shard, msg).await {
+            Ok(()) => waiting.push((shard, rx)),
+            Err(_) => waiting.push((shard, closed_reply())),
+        }
+    }
+    let mut removed = 0;
+    let mut first_err = None;
+    for (shard, rx) in waiting {
+        match rx.recv().await {
+            Ok(Ok(n)) => removed += n,
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(_) => {
+                first_err.get_or_insert(EngineFailure::Unavailable { shard });
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
+}
+
+/// A reply channel whose sender is gone (the shard could not be reached).
+fn closed_reply<T>() -> async_channel::Receiver<T> {
+    let (_, rx) = async_channel::bounded(1);
+    rx
 }
 
 /// Makes sure the catalog has what `want` needs, going to shard 0 if this snapshot lacks it.

@@ -3,7 +3,7 @@
 
 use crate::common::{request, write, Resp, Server, ROOT_AUTH};
 
-fn sql(server: &Server, query: &str, accept: Option<&str>, body: &str) -> Resp {
+pub fn sql(server: &Server, query: &str, accept: Option<&str>, body: &str) -> Resp {
     let accept = accept
         .map(|a| format!("Accept: {a}\r\n"))
         .unwrap_or_default();
@@ -64,7 +64,7 @@ fn select_star_orders_time_tags_fields_and_empty_results_keep_the_header() {
     let r = sql(&s, "", None, "SELECT * FROM m");
     assert_eq!(
         r.text(),
-        "time,a,b,y,x\n1970-01-01T00:00:00.000000010,1,2,1,2.5\n"
+        "time,a,b,x,y\n1970-01-01T00:00:00.000000010,1,2,2.5,1\n"
     );
     let empty = sql(
         &s,
@@ -72,7 +72,7 @@ fn select_star_orders_time_tags_fields_and_empty_results_keep_the_header() {
         None,
         "SELECT * FROM m WHERE time > '1970-01-01T00:00:00.000000100'",
     );
-    assert_eq!(empty.text(), "time,a,b,y,x\n");
+    assert_eq!(empty.text(), "time,a,b,x,y\n");
     let one = sql(&s, "", None, "select 1");
     assert_eq!(one.text(), "Int64(1)\n1\n");
 }

@@ -48,8 +48,16 @@ impl<'a> TableScan<'a> {
 
     /// Every series, in the order it first arrived (stable across scans of one memtable).
     pub fn series(&self) -> impl ExactSizeIterator<Item = SeriesScan<'a>> + 'a {
+        self.series_from(0)
+    }
+
+    /// The series from index `start` on (in `series()` order; none past the end). New series
+    /// are appended, so an index stays valid while the memtable lives: a scan resumed at an
+    /// index skips the series before it without gathering them.
+    pub fn series_from(&self, start: usize) -> impl ExactSizeIterator<Item = SeriesScan<'a>> + 'a {
         let table = self.table;
-        table.series.iter().map(move |s| SeriesScan::new(table, s))
+        let rest = table.series.get(start..).unwrap_or(&[]);
+        rest.iter().map(move |s| SeriesScan::new(table, s))
     }
 }
 

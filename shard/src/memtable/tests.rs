@@ -880,7 +880,10 @@ fn deletes_remove_matching_points_and_drops_free_tables() {
     assert_eq!(m.rows(), 61);
 
     // host=a, 10 <= time < 20: ten points of one series go.
-    assert_eq!(m.delete(&delete(Some("cpu"), &[("host", &["a"])], (10, 20))), 10);
+    assert_eq!(
+        m.delete(&delete(Some("cpu"), &[("host", &["a"])], (10, 20))),
+        10
+    );
     let d = dump(&m, "cpu");
     assert_eq!(d.len(), 50);
     assert!(d
@@ -888,8 +891,14 @@ fn deletes_remove_matching_points_and_drops_free_tables() {
         .all(|(tags, t, _)| tags[0].1 == "b" || !(10..20).contains(t)));
     assert_eq!(m.rows(), 51);
     // A tag value not in the filter, a tag the series lacks: nothing.
-    assert_eq!(m.delete(&delete(Some("cpu"), &[("host", &["c"])], (0, 100))), 0);
-    assert_eq!(m.delete(&delete(Some("cpu"), &[("dc", &["a"])], (0, 100))), 0);
+    assert_eq!(
+        m.delete(&delete(Some("cpu"), &[("host", &["c"])], (0, 100))),
+        0
+    );
+    assert_eq!(
+        m.delete(&delete(Some("cpu"), &[("dc", &["a"])], (0, 100))),
+        0
+    );
     // No tag filter, a time range, every table of the database.
     assert_eq!(m.delete(&delete(None, &[], (25, i64::MAX))), 10);
     assert_eq!(dump(&m, "mem").len(), 1);
@@ -897,7 +906,10 @@ fn deletes_remove_matching_points_and_drops_free_tables() {
 
     // DROP TABLE: the table and its memory go; the other table stays.
     let before = m.bytes();
-    assert_eq!(m.delete(&delete(Some("cpu"), &[], (i64::MIN, i64::MAX))), 40);
+    assert_eq!(
+        m.delete(&delete(Some("cpu"), &[], (i64::MIN, i64::MAX))),
+        40
+    );
     assert!(m.scan(TENANT, DB, "cpu").is_none());
     assert!(m.bytes() < before);
     assert_eq!(m.series_count(), 1);

@@ -157,7 +157,7 @@ fn cast_error(value: &Literal, to: &str) -> QueryError {
 }
 
 /// An integer in the database's unit, or a timestamp string (RFC 3339; without a zone, UTC).
-fn cast_time(value: &Literal, precision: Precision) -> Result<i64, QueryError> {
+pub(super) fn cast_time(value: &Literal, precision: Precision) -> Result<i64, QueryError> {
     match value {
         Literal::Int(i) => i64::try_from(*i).map_err(|_| cast_error(value, "Int64")),
         Literal::Str(s) => {

@@ -375,16 +375,92 @@ impl<'a> Parser<'a> {
             ("SHOW", "SERIES") => self.show_series()?,
             ("SHOW", "TAG") => self.show_tag_values()?,
             ("INSERT", _) => self.insert()?,
+            ("DROP", "DATABASE") => {
+                self.pos += 2;
+                let if_exists = self.if_exists()?;
+                let name = self.ident(true)?;
+                if self.is_kw("AFTER") {
+                    return Err(not_implemented("DROP DATABASE ... AFTER (delayed drop)"));
+                }
+                Statement::DropDatabase { name, if_exists }
+            }
+            ("DROP", "TABLE") => {
+                self.pos += 2;
+                let if_exists = self.if_exists()?;
+                Statement::DropTable {
+                    table: self.table_ref()?,
+                    if_exists,
+                }
+            }
+            ("DELETE", _) => self.delete()?,
             ("CREATE" | "ALTER" | "DROP", "TENANT" | "USER" | "ROLE")
-            | ("DROP", "DATABASE" | "TABLE")
             | ("GRANT" | "REVOKE" | "RECOVER" | "COMPACT", _) => {
                 return Err(not_implemented(&format!("{first} {second}")));
             }
-            ("DELETE" | "UPDATE", _) => return Err(not_implemented(&first)),
+            ("UPDATE", _) => return Err(not_implemented(&first)),
             _ => return Ok(None),
         };
         self.expect_end()?;
         Ok(Some(stmt))
+    }
+
+    fn if_exists(&mut self) -> PResult<bool> {
+        if self.eat_kw("IF") {
+            self.expect_kw("EXISTS")?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// `DELETE FROM [db.]t [WHERE cond AND cond ...]`, each condition `tag = 'v'`,
+    /// `tag IN ('v', ...)` or `time <op> literal` (op one of = < <= > >=).
+    fn delete(&mut self) -> PResult<Statement> {
+        self.pos += 1;
+        self.expect_kw("FROM")?;
+        let table = self.table_ref()?;
+        let mut conditions = Vec::new();
+        if self.eat_kw("WHERE") {
+            loop {
+                conditions.push(self.delete_condition()?);
+                if !self.eat_kw("AND") {
+                    break;
+                }
+            }
+            if self.is_kw("OR") {
+                return Err(not_implemented(
+                    "OR in a DELETE's WHERE (use AND of tag = / IN and time comparisons)",
+                ));
+            }
+        }
+        Ok(Statement::Delete { table, conditions })
+    }
+
+    fn delete_condition(&mut self) -> PResult<super::DeleteCondition> {
+        use super::DeleteCondition;
+        let column = self.ident(false)?;
+        if self.eat_kw("IN") {
+            self.expect_punct("(")?;
+            let mut values = Vec::new();
+            loop {
+                match self.peek() {
+                    Some(Tok::Str(s)) => values.push(s.clone()),
+                    _ => return self.expected("a string literal"),
+                }
+                self.pos += 1;
+                if !self.eat_punct(",") {
+                    break;
+                }
+            }
+            self.expect_punct(")")?;
+            return Ok(DeleteCondition::TagIn { column, values });
+        }
+        let op = match self.peek() {
+            Some(Tok::Punct(p)) if ["=", "<", "<=", ">", ">="].contains(&p.as_str()) => p.clone(),
+            _ => return self.expected("=, <, <=, >, >= or IN"),
+        };
+        self.pos += 1;
+        let value = self.literal()?;
+        Ok(DeleteCondition::Compare { column, op, value })
     }
 
     fn if_not_exists(&mut self) -> PResult<bool> {

@@ -272,9 +272,9 @@ fn statements_are_counted_and_others_left_to_datafusion() {
         "Multi-statement not allow, found num:2, sql:CREATE DATABASE a; SELECT 1"
     );
     assert!(err("SELECT 1; SELECT 2").starts_with("Multi-statement"));
-    assert!(err("DROP DATABASE d").contains("not implemented"));
-    assert!(err("DROP TABLE t").contains("not implemented"));
-    assert!(err("DELETE FROM t").contains("not implemented"));
+    assert!(err("DROP DATABASE d AFTER '1d'").contains("not implemented"));
+    assert!(err("DELETE FROM t WHERE a = 'x' OR b = 'y'").contains("not implemented"));
+    assert!(err("UPDATE t SET f = 1 WHERE true").contains("not implemented"));
     assert!(err("CREATE USER u").contains("not implemented"));
     let t = tokenize("a -- c ; \n /* ; */ 'x;''y' \"q\"\"\" 1.5e3;").expect("tokens");
     assert_eq!(split_statements(&t).len(), 1);
@@ -450,4 +450,71 @@ fn insert_rows_become_typed_line_protocol() {
         matches!(missing, QueryError::MissingColumn { .. }),
         "{missing}"
     );
+}
+
+#[test]
+fn drop_and_delete() {
+    assert_eq!(
+        ok("DROP DATABASE IF EXISTS d"),
+        Statement::DropDatabase {
+            name: "d".into(),
+            if_exists: true
+        }
+    );
+    assert_eq!(
+        ok("drop table db.t"),
+        Statement::DropTable {
+            table: TableRef {
+                database: Some("db".into()),
+                table: "t".into()
+            },
+            if_exists: false
+        }
+    );
+    let Statement::Delete { table, conditions } = ok(
+        "DELETE FROM t WHERE host IN ('a', 'b') AND time >= '2020-01-01T00:00:00Z' AND time < 5",
+    ) else {
+        panic!("a delete")
+    };
+    assert_eq!(table.table, "t");
+    assert_eq!(
+        conditions,
+        vec![
+            DeleteCondition::TagIn {
+                column: "host".into(),
+                values: vec!["a".into(), "b".into()]
+            },
+            DeleteCondition::Compare {
+                column: "time".into(),
+                op: ">=".into(),
+                value: Literal::Str("2020-01-01T00:00:00Z".into())
+            },
+            DeleteCondition::Compare {
+                column: "time".into(),
+                op: "<".into(),
+                value: Literal::Int(5)
+            },
+        ]
+    );
+    assert_eq!(
+        ok("delete from t"),
+        Statement::Delete {
+            table: TableRef {
+                database: None,
+                table: "t".into()
+            },
+            conditions: vec![]
+        }
+    );
+    for bad in [
+        "DELETE t",
+        "DELETE FROM t WHERE",
+        "DELETE FROM t WHERE host IN ()",
+        "DELETE FROM t WHERE host IN (1)",
+        "DELETE FROM t WHERE host LIKE 'a'",
+        "DELETE FROM t WHERE time > ",
+        "DROP TABLE IF t",
+    ] {
+        assert!(!err(bad).is_empty(), "{bad}");
+    }
 }

@@ -1,0 +1,61 @@
+//! The shard a thread serves, for plan nodes that must run on their own shard's core.
+//!
+//! DataFusion plans are `Send + Sync` and may be executed on any thread, while a shard's engine
+//! is `Rc` and lives on its shard's thread only. A scan partition therefore never holds the
+//! engine: at start each shard installs a handle here, and the scan looks it up on every batch.
+//! Executing scan partition i anywhere but on shard i is a planning bug; `memtable_of` makes it
+//! an error with both shard numbers rather than a read of the wrong data.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use chronoshard_shard::memtable::Memtable;
+
+use crate::server::shard::ShardCtx;
+
+thread_local! {
+    static SHARD: RefCell<Option<(usize, Weak<ShardCtx>)>> = const { RefCell::new(None) };
+}
+
+/// Marks this thread as shard `ctx.id`'s; called once on the shard's thread at start.
+pub fn install(ctx: &Rc<ShardCtx>) {
+    SHARD.with(|s| *s.borrow_mut() = Some((ctx.id, Rc::downgrade(ctx))));
+}
+
+/// The shard this thread serves, if it is a shard thread.
+pub fn current() -> Option<usize> {
+    SHARD.with(|s| s.borrow().as_ref().map(|(id, _)| *id))
+}
+
+/// Why shard-local data was not reachable.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("partition {want} must run on shard {want}'s thread, but ran on {here}")]
+    WrongThread { want: usize, here: String },
+    #[error("shard {0} has no storage engine (starting or stopping)")]
+    NoEngine(usize),
+}
+
+/// Runs `f` over shard `shard`'s memtable, from shard `shard`'s thread only. The borrow ends
+/// when `f` returns: callers must not hold memtable data across an await.
+pub fn with_memtable<R>(shard: usize, f: impl FnOnce(&Memtable) -> R) -> Result<R, LocalError> {
+    let ctx = SHARD.with(|s| match s.borrow().as_ref() {
+        Some((id, ctx)) if *id == shard => Ok(ctx.upgrade()),
+        Some((id, _)) => Err(LocalError::WrongThread {
+            want: shard,
+            here: format!("shard {id}"),
+        }),
+        None => Err(LocalError::WrongThread {
+            want: shard,
+            here: format!(
+                "thread {:?}, not a shard",
+                std::thread::current().name().unwrap_or("unnamed")
+            ),
+        }),
+    })?;
+    let engine = ctx
+        .and_then(|c| c.engine())
+        .ok_or(LocalError::NoEngine(shard))?;
+    let memtable = engine.memtable();
+    Ok(f(&memtable))
+}
