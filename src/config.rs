@@ -21,9 +21,11 @@ pub const CONFIG_FILE_NAME: &str = "chronoshard.toml";
 pub enum WalMode {
     /// Acknowledge a write only after the WAL record is fdatasync'd (the default).
     Sync,
-    /// Acknowledge at once; fdatasync every `wal_interval_ms`.
+    /// Acknowledge once the record is written to the device (O_DIRECT), without waiting for
+    /// its fdatasync; fdatasync every `wal_interval_ms`. A power cut can lose the last interval.
     Interval,
-    /// Never sync; the OS writes back when it likes. A crash can lose acknowledged writes.
+    /// Acknowledge once written (O_DIRECT), never fdatasync: a process crash loses nothing
+    /// acknowledged, a power cut can lose whatever the device cache held.
     Off,
 }
 

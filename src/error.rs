@@ -66,7 +66,7 @@ impl ApiError {
             ApiError::Ingest(IngestError::Catalog(e)) => catalog_class(e),
             ApiError::Ingest(IngestError::TimestampOverflow { .. }) => (422, "050001"),
             ApiError::Ingest(IngestError::Engine(e)) => match e {
-                EngineFailure::Busy { .. } => (429, "020030"),
+                EngineFailure::Busy { .. } | EngineFailure::WalBusy { .. } => (429, "020030"),
                 EngineFailure::Unavailable { .. } => (503, "040022"),
                 EngineFailure::Storage { .. } => (500, "020001"),
             },

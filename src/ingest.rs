@@ -102,6 +102,8 @@ pub enum EngineFailure {
         bytes: usize,
         bytes_max: usize,
     },
+    #[error("shard {shard} write-ahead log is backed up: {message}; retry later")]
+    WalBusy { shard: usize, message: String },
     #[error("shard {shard} is starting or stopping")]
     Unavailable { shard: usize },
     #[error("shard {shard} storage error: {message}")]
@@ -116,6 +118,12 @@ pub fn engine_failure(shard: usize, e: EngineError) -> EngineFailure {
             bytes,
             bytes_max,
         },
+        EngineError::Wal(e @ chronoshard_shard::wal::WalError::Full { .. }) => {
+            EngineFailure::WalBusy {
+                shard,
+                message: e.to_string(),
+            }
+        }
         other => EngineFailure::Storage {
             shard,
             message: other.to_string(),

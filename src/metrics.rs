@@ -81,7 +81,7 @@ pub fn render(shards: &[&ShardMetrics]) -> String {
         ("chronoshard_memtable_series", "gauge", "Series held in the shard's memtable.", |m| &m.memtable_series),
         ("chronoshard_memtable_bytes", "gauge", "Estimated bytes held in the shard's memtable.", |m| &m.memtable_bytes),
         ("chronoshard_wal_appends_total", "counter", "WAL records appended by the shard.", |m| &m.wal_appends),
-        ("chronoshard_wal_syncs_total", "counter", "WAL group commits (one write and one fdatasync each) of the shard.", |m| &m.wal_syncs),
+        ("chronoshard_wal_syncs_total", "counter", "WAL fdatasyncs of the shard (group commits, interval syncs and the one at open).", |m| &m.wal_syncs),
     ];
     for (name, kind, help, f) in engine {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -39,7 +39,7 @@
 //! Bounds: a record's payload is at most [`WalOptions::record_bytes_max`]; at most
 //! [`WalOptions::queue_bytes_max`] bytes wait for a group commit (one larger record may wait
 //! alone); an append that finds no room waits up to [`WalOptions::queue_wait_ms`] and then
-//! fails with [`WalError::Full`], which the caller turns into back-pressure (429).
+//! fails with [`WalError::Full`], which the server answers with 429 and `Retry-After`.
 
 mod record;
 mod replay;
