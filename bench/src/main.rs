@@ -3,6 +3,7 @@
 
 mod http_client;
 mod http_load;
+mod progress;
 mod query_load;
 #[cfg(test)]
 mod test_server;

@@ -18,7 +18,7 @@
 //! [`MAX_CONSECUTIVE_ERRORS`] failures in a row a client gives up on the current type, so a run
 //! against a dead or broken server ends by itself; every socket operation has `--timeout-s`.
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+use indicatif::ProgressBar;
 use thiserror::Error;
 
 use crate::http_client::{ClientError, ResponseReader};
@@ -290,7 +290,7 @@ pub fn run(args: &QueryArgs) -> Result<(), QueryLoadError> {
         eprintln!("warning: {} is not a loopback address", cfg.target.addr);
     }
     let show = !args.no_progress && io::stderr().is_terminal();
-    let progress = progress_bar(show, cfg.planned_queries());
+    let progress = crate::progress::bar(show, cfg.planned_queries(), "queries", "{msg}");
     let result = run_queries(&cfg, &progress);
     progress.finish_and_clear();
     let summary = result?;
@@ -317,31 +317,6 @@ pub fn example_sql(cfg: &QueryConfig) -> String {
         let _ = writeln!(out, "-- {t}\n{};", q.sql);
     }
     out
-}
-
-/// A progress bar on stderr counting measured queries, or a hidden one.
-fn progress_bar(show: bool, total: Option<u64>) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let (bar, template) = match total {
-        Some(n) => (
-            ProgressBar::new(n),
-            "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} queries  {rate}  {msg}",
-        ),
-        None => (
-            ProgressBar::new_spinner(),
-            "{elapsed_precise} {spinner} {human_pos} queries  {rate}  {msg}",
-        ),
-    };
-    let style = ProgressStyle::with_template(template)
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
-            let _ = write!(w, "{:.1} queries/s", state.per_sec());
-        });
-    bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }
 
 /// The counters of one query type: per client and phase, then merged.

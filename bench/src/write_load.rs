@@ -16,7 +16,6 @@
 //! have, the producer stops, so a run against a dead server ends by itself.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -31,7 +30,7 @@ use clap::Args;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+use indicatif::ProgressBar;
 use thiserror::Error;
 
 use crate::http_client::{ClientError, Response, ResponseReader};
@@ -289,7 +288,7 @@ pub fn run(args: &WriteArgs) -> Result<(), WriteError> {
         eprintln!("warning: {} is not a loopback address", cfg.target.addr);
     }
     let show = !args.no_progress && io::stderr().is_terminal();
-    let progress = progress_bar(show, cfg.planned_rows());
+    let progress = crate::progress::bar(show, cfg.planned_rows(), "rows", "eta {eta}");
     let result = run_write(&cfg, &progress);
     progress.finish_and_clear();
     let summary = result?;
@@ -312,31 +311,6 @@ pub fn run(args: &WriteArgs) -> Result<(), WriteError> {
         });
     }
     Ok(())
-}
-
-/// A progress bar on stderr counting rows, or a hidden one.
-fn progress_bar(show: bool, total: Option<u64>) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let (bar, template) = match total {
-        Some(n) => (
-            ProgressBar::new(n),
-            "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} rows  {rate}  eta {eta}",
-        ),
-        None => (
-            ProgressBar::new_spinner(),
-            "{elapsed_precise} {spinner} {human_pos} rows  {rate}",
-        ),
-    };
-    let style = ProgressStyle::with_template(template)
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
-            let _ = write!(w, "{:.0} rows/s", state.per_sec());
-        });
-    bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }
 
 /// A run's counters: per connection thread, then merged.
