@@ -227,10 +227,9 @@ fn session(
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(ScatterRule::new(mesh.clone())))
         .build();
+    let mut state = state;
+    functions::install(&mut state).map_err(datafusion_error)?;
     let ctx = SessionContext::new_with_state(state);
-    for f in functions::aggregates() {
-        ctx.register_udaf(f);
-    }
     let Ok(db) = catalog.database(tenant, database) else {
         return Ok(ctx);
     };

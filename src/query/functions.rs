@@ -12,14 +12,24 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
+use datafusion::execution::registry::FunctionRegistry;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
 
+/// Installs every CnosDB function of ours on a session state (the one place `query.rs` calls).
+pub fn install(state: &mut SessionState) -> Result<()> {
+    for f in aggregates() {
+        state.register_udaf(Arc::new(f))?;
+    }
+    Ok(())
+}
+
 /// `first` and `last`, to register on a session.
-pub fn aggregates() -> Vec<AggregateUDF> {
+fn aggregates() -> Vec<AggregateUDF> {
     vec![
         AggregateUDF::from(FirstLast::new(Pick::First)),
         AggregateUDF::from(FirstLast::new(Pick::Last)),
