@@ -76,6 +76,11 @@ impl Mesh {
         self.inboxes.len()
     }
 
+    /// Whether both handles are of the same mesh (one server's shards).
+    pub fn same(&self, other: &Mesh) -> bool {
+        Arc::ptr_eq(&self.inboxes, &other.inboxes)
+    }
+
     pub async fn send(&self, shard: usize, msg: ShardMsg) -> Result<(), MeshClosed> {
         self.inboxes[shard]
             .send(msg)

@@ -17,6 +17,7 @@ mod functions;
 mod gather;
 mod scan;
 mod scatter;
+mod session;
 pub mod shard_local;
 mod table;
 
@@ -30,12 +31,11 @@ use datafusion::arrow::datatypes::{SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
-use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder};
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::SendableRecordBatchStream;
 
 use crate::catalog::{Catalog, ColumnKind, Database, Precision, Table};
 use crate::mesh::Mesh;
-use scatter::ScatterRule;
 use table::ShardedTable;
 
 /// Rows per batch a shard's scan produces: small enough that a cancelled query stops soon and
@@ -172,7 +172,7 @@ async fn plan(
     database: &str,
     sql: &str,
 ) -> Result<Option<DataFrame>, QueryError> {
-    let ctx = session(mesh, catalog, tenant, database)?;
+    let ctx = session::session(&mesh, catalog, tenant, database)?;
     let statements = datafusion::sql::parser::DFParser::parse_sql(sql)
         .map_err(|e| QueryError::Parse(e.to_string()))?;
     match statements.len() {
@@ -211,37 +211,7 @@ pub fn datafusion_error(e: DataFusionError) -> QueryError {
     }
 }
 
-/// A session whose default schema is the request's database, one table per catalog table.
-fn session(
-    mesh: Mesh,
-    catalog: &Catalog,
-    tenant: &str,
-    database: &str,
-) -> Result<SessionContext, QueryError> {
-    let config = SessionConfig::new()
-        .with_target_partitions(mesh.shards())
-        .with_default_catalog_and_schema(tenant, database)
-        .with_information_schema(true);
-    let state = SessionStateBuilder::new()
-        .with_config(config)
-        .with_default_features()
-        .with_physical_optimizer_rule(Arc::new(ScatterRule::new(mesh.clone())))
-        .build();
-    let mut state = state;
-    functions::install(&mut state).map_err(datafusion_error)?;
-    let ctx = SessionContext::new_with_state(state);
-    let Ok(db) = catalog.database(tenant, database) else {
-        return Ok(ctx);
-    };
-    for table in db.tables.values() {
-        let provider = table_provider(&mesh, tenant, db, table);
-        ctx.register_table(table.name.as_str(), provider)
-            .map_err(datafusion_error)?;
-    }
-    Ok(ctx)
-}
-
-fn table_provider(mesh: &Mesh, tenant: &str, db: &Database, table: &Table) -> Arc<ShardedTable> {
+pub(crate) fn table_provider(mesh: &Mesh, tenant: &str, db: &Database, table: &Table) -> Arc<ShardedTable> {
     let schema = table_schema(db.precision, table);
     Arc::new(ShardedTable {
         mesh: mesh.clone(),

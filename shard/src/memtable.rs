@@ -65,7 +65,7 @@ use plan::Plan;
 use table::Table;
 
 pub use column::{ColumnRef, ColumnValues, StringValues, Value};
-pub use scan::{SeriesScan, TableScan};
+pub use scan::{SeriesRef, SeriesScan, TableScan};
 pub use table::Column;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

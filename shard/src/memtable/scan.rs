@@ -11,7 +11,7 @@
 use std::cell::OnceCell;
 
 use super::column::{ColumnData, ColumnRef, Value};
-use super::table::{Column, Series, Table};
+use super::table::{Column, Entry, Series, Table};
 use crate::batch::{SeriesKey, ValueType};
 
 /// One table's data, for a scan.
@@ -55,9 +55,45 @@ impl<'a> TableScan<'a> {
     /// are appended, so an index stays valid while the memtable lives: a scan resumed at an
     /// index skips the series before it without gathering them.
     pub fn series_from(&self, start: usize) -> impl ExactSizeIterator<Item = SeriesScan<'a>> + 'a {
+        self.series_refs_from(start).map(|s| s.scan())
+    }
+
+    /// Like `series_from`, without gathering anything: each item carries the key, and builds
+    /// its points only when asked (`scan`, `scan_range`), so a scan that skips a series by its
+    /// tags or its time range pays nothing for it.
+    pub fn series_refs_from(
+        &self,
+        start: usize,
+    ) -> impl ExactSizeIterator<Item = SeriesRef<'a>> + 'a {
         let table = self.table;
         let rest = table.series.get(start..).unwrap_or(&[]);
-        rest.iter().map(move |s| SeriesScan::new(table, s))
+        rest.iter().map(move |series| SeriesRef { table, series })
+    }
+}
+
+/// One series of a table, before anything of it is gathered.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesRef<'a> {
+    table: &'a Table,
+    series: &'a Series,
+}
+
+impl<'a> SeriesRef<'a> {
+    pub fn key(&self) -> &'a SeriesKey {
+        &self.series.key
+    }
+
+    /// Every point of the series.
+    pub fn scan(&self) -> SeriesScan<'a> {
+        SeriesScan::new(self.table, self.series, None)
+    }
+
+    /// The points with `min <= time < max` only, at most `points_max` of them (the earliest):
+    /// a strictly increasing series finds them by binary search and gathers nothing else; any
+    /// other one sorts and merges only them (and is never cut short). `is_truncated` on the
+    /// answer says whether points in the range were left out.
+    pub fn scan_range(&self, min: i64, max: i64, points_max: usize) -> SeriesScan<'a> {
+        SeriesScan::new(self.table, self.series, Some((min, max, points_max)))
     }
 }
 
@@ -72,16 +108,42 @@ pub struct SeriesScan<'a> {
     rows: Vec<u32>,
     /// For a series that needed merging: where each point's group of `rows` ends.
     group_ends: Option<Vec<u32>>,
+    /// Points of the range asked for follow the last one here (`SeriesRef::scan_range`).
+    truncated: bool,
     columns: Vec<OnceCell<ColumnData>>,
 }
 
 impl<'a> SeriesScan<'a> {
-    fn new(table: &'a Table, series: &'a Series) -> SeriesScan<'a> {
-        let entries = &series.entries;
+    /// The points of `series` with `min <= time < max` (at most `points_max` of them if the
+    /// series is strict), or every point when `range` is None.
+    fn new(
+        table: &'a Table,
+        series: &'a Series,
+        range: Option<(i64, i64, usize)>,
+    ) -> SeriesScan<'a> {
+        let all = &series.entries;
+        let mut truncated = false;
         let (time, rows, group_ends) = if series.strict {
+            let entries = match range {
+                None => &all[..],
+                Some((min, max, points_max)) => {
+                    let lo = all.partition_point(|e| e.time < min);
+                    let hi = all.partition_point(|e| e.time < max).max(lo);
+                    let cut = hi.min(lo.saturating_add(points_max.max(1)));
+                    truncated = cut < hi;
+                    &all[lo..cut]
+                }
+            };
             let time = entries.iter().map(|e| e.time).collect();
             (time, entries.iter().map(|e| e.row).collect(), None)
         } else {
+            let entries: Vec<&Entry> = match range {
+                None => all.iter().collect(),
+                Some((min, max, _)) => all
+                    .iter()
+                    .filter(|e| e.time >= min && e.time < max)
+                    .collect(),
+            };
             let mut order: Vec<u32> = (0..entries.len() as u32).collect();
             order.sort_by_key(|&i| entries[i as usize].time);
             let mut time: Vec<i64> = Vec::new();
@@ -105,12 +167,18 @@ impl<'a> SeriesScan<'a> {
             time,
             rows,
             group_ends,
+            truncated,
             columns: vec![OnceCell::new(); table.columns.len()],
         }
     }
 
     pub fn key(&self) -> &'a SeriesKey {
         self.key
+    }
+
+    /// Whether the range this was built for holds points after the last one here.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
     }
 
     /// Points of the series.
