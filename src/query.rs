@@ -15,6 +15,7 @@
 pub mod ddl;
 mod functions;
 mod gather;
+mod lastpoint;
 mod scan;
 mod scatter;
 mod session;
@@ -211,7 +212,12 @@ pub fn datafusion_error(e: DataFusionError) -> QueryError {
     }
 }
 
-pub(crate) fn table_provider(mesh: &Mesh, tenant: &str, db: &Database, table: &Table) -> Arc<ShardedTable> {
+pub(crate) fn table_provider(
+    mesh: &Mesh,
+    tenant: &str,
+    db: &Database,
+    table: &Table,
+) -> Arc<ShardedTable> {
     let schema = table_schema(db.precision, table);
     Arc::new(ShardedTable {
         mesh: mesh.clone(),

@@ -141,6 +141,9 @@ pub struct ScanRequest {
     pub tag_filters: Vec<(String, Vec<String>)>,
     /// At most this many rows in all.
     pub limit: Option<usize>,
+    /// Only each series' latest point in the time range (a series' "last point"): what the
+    /// query layer asks for when the plan above keeps only the latest row per group of tags.
+    pub last_per_series: bool,
     /// Target rows per batch, 1 to `BATCH_ROWS_MAX`.
     pub batch_rows: usize,
 }
@@ -156,6 +159,7 @@ impl ScanRequest {
             time_range: (i64::MIN, i64::MAX),
             tag_filters: Vec::new(),
             limit: None,
+            last_per_series: false,
             batch_rows: BATCH_ROWS_DEFAULT,
         }
     }
@@ -286,6 +290,7 @@ pub struct MemtableScan<'a> {
     /// Allowed values sorted, for binary search.
     tag_filters: Vec<(String, Vec<String>)>,
     time_range: (i64, i64),
+    last_per_series: bool,
     batch_rows: usize,
     rows_left: usize,
     current: Option<Current<'a>>,
@@ -337,12 +342,14 @@ impl<'a> MemtableScan<'a> {
             table,
             schema: output,
             sources,
-            series: scan
-                .map(|s| Box::new(s.series_refs_from(start.series)) as Box<dyn Iterator<Item = _> + 'a>),
+            series: scan.map(|s| {
+                Box::new(s.series_refs_from(start.series)) as Box<dyn Iterator<Item = _> + 'a>
+            }),
             next_index: start.series,
             start,
             tag_filters,
             time_range: req.time_range,
+            last_per_series: req.last_per_series,
             batch_rows: req.batch_rows,
             rows_left: req.limit.unwrap_or(usize::MAX),
             current: None,
@@ -394,7 +401,11 @@ impl<'a> MemtableScan<'a> {
             }
             // Only the points in range are gathered (binary search on the series' times), and
             // at most a batch of them at a time: a long series is gathered chunk by chunk.
-            let series = s.scan_range(range.0, range.1, self.batch_rows);
+            let series = if self.last_per_series {
+                s.scan_last(range.0, range.1)
+            } else {
+                s.scan_range(range.0, range.1, self.batch_rows)
+            };
             if !series.is_empty() {
                 let rows = 0..series.len();
                 return Some(Current {

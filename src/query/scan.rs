@@ -68,6 +68,25 @@ impl ShardScanExec {
     }
 }
 
+impl ShardScanExec {
+    /// The table's columns as the catalog knows them.
+    pub fn table_schema(&self) -> &TableSchema {
+        &self.schema
+    }
+
+    /// The same scan, reading only each series' latest point (`ScanRequest::last_per_series`).
+    pub fn last_per_series(&self) -> ShardScanExec {
+        let mut request = self.request.clone();
+        request.last_per_series = true;
+        ShardScanExec {
+            schema: self.schema.clone(),
+            request,
+            properties: Arc::clone(&self.properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+}
+
 impl DisplayAs for ShardScanExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let r = &self.request;
@@ -96,6 +115,9 @@ impl DisplayAs for ShardScanExec {
                 }
                 if let Some(limit) = r.limit {
                     write!(f, ", limit={limit}")?;
+                }
+                if r.last_per_series {
+                    write!(f, ", last point per series")?;
                 }
                 Ok(())
             }

@@ -100,6 +100,7 @@ impl ShardedTable {
             time_range,
             tag_filters,
             limit,
+            last_per_series: false,
             batch_rows: SCAN_BATCH_ROWS,
         }
     }

@@ -95,6 +95,24 @@ impl<'a> SeriesRef<'a> {
     pub fn scan_range(&self, min: i64, max: i64, points_max: usize) -> SeriesScan<'a> {
         SeriesScan::new(self.table, self.series, Some((min, max, points_max)))
     }
+
+    /// The latest point with `min <= time < max` alone (none if the range holds none), merged
+    /// like any other: a strictly increasing series finds it by binary search.
+    pub fn scan_last(&self, min: i64, max: i64) -> SeriesScan<'a> {
+        if self.series.strict {
+            let all = &self.series.entries;
+            let hi = all.partition_point(|e| e.time < max);
+            // The latest point before `max`, if it is not before `min`: one point from there.
+            let from = match hi.checked_sub(1).map(|i| all[i].time) {
+                Some(t) if t >= min => t,
+                _ => return SeriesScan::new(self.table, self.series, Some((max, max, 1))),
+            };
+            return SeriesScan::new(self.table, self.series, Some((from, max, 1)));
+        }
+        let mut scan = SeriesScan::new(self.table, self.series, Some((min, max, usize::MAX)));
+        scan.keep_last();
+        scan
+    }
 }
 
 /// One series of a scan: strictly increasing times, and one column per table column, gathered
@@ -174,6 +192,23 @@ impl<'a> SeriesScan<'a> {
 
     pub fn key(&self) -> &'a SeriesKey {
         self.key
+    }
+
+    /// Drops every point but the latest.
+    fn keep_last(&mut self) {
+        let points = self.time.len();
+        if points <= 1 {
+            return;
+        }
+        let from = match &self.group_ends {
+            Some(ends) => ends[points - 2] as usize,
+            None => self.rows.len() - 1,
+        };
+        self.time.drain(..points - 1);
+        self.rows.drain(..from);
+        if let Some(ends) = &mut self.group_ends {
+            *ends = vec![self.rows.len() as u32];
+        }
     }
 
     /// Whether the range this was built for holds points after the last one here.
