@@ -17,7 +17,7 @@ mod insert;
 mod parse;
 #[cfg(test)]
 mod tests;
-mod units;
+pub(crate) mod units;
 
 use std::rc::Rc;
 use std::sync::Arc;

@@ -5,6 +5,12 @@
 //! value; among equal times the row seen first wins, which within one series is the arrival
 //! order. The partial state is `(time as Int64, value)`, so the aggregate splits into a partial
 //! step on each shard and a final step on the coordinator like the built-in ones.
+//!
+//! `time_window(time, window[, slide[, start]])` (`functions/time_window.rs`) is a scalar
+//! function for tumbling windows plus an analyzer rule that expands sliding ones into one row
+//! per window.
+
+mod time_window;
 
 use std::sync::Arc;
 
@@ -25,6 +31,8 @@ pub fn install(state: &mut SessionState) -> Result<()> {
     for f in aggregates() {
         state.register_udaf(Arc::new(f))?;
     }
+    state.register_udf(Arc::new(time_window::udf()))?;
+    state.add_analyzer_rule(Arc::new(time_window::rule::TimeWindowRule));
     Ok(())
 }
 
