@@ -208,11 +208,64 @@ pub struct Table {
     pub name: String,
     /// `time` first, then tags and fields in creation order.
     pub columns: Vec<Column>,
+    /// Fields removed by `ALTER TABLE ... DROP`. Their values stay in the shards' memtables
+    /// and WALs (scans read only `columns`, so they are hidden), so the names cannot be used
+    /// again until the table is dropped: a new column of the name would show the old values,
+    /// or meet them with another type on a WAL replay.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<Column>,
 }
 
 impl Table {
+    pub fn new(name: impl Into<String>, columns: Vec<Column>) -> Table {
+        Table {
+            name: name.into(),
+            columns,
+            dropped: Vec::new(),
+        }
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Refuses a new column named like a dropped one (see `dropped`).
+    fn check_not_dropped(&self, name: &str) -> Result<(), CatalogError> {
+        match self.dropped.iter().any(|c| c.name == name) {
+            true => Err(CatalogError::DroppedColumn {
+                table: self.name.clone(),
+                column: name.to_string(),
+            }),
+            false => Ok(()),
+        }
+    }
+
+    /// `ALTER TABLE ... DROP column`: only a field, and never the last one.
+    fn drop_column(&mut self, name: &str) -> Result<(), CatalogError> {
+        let i = self
+            .columns
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| CatalogError::ColumnNotFound {
+                table: self.name.clone(),
+                column: name.to_string(),
+            })?;
+        match self.columns[i].kind {
+            ColumnKind::Time => return Err(CatalogError::DropTime),
+            ColumnKind::Tag => return Err(CatalogError::DropTag(name.to_string())),
+            ColumnKind::Field(_) => {}
+        }
+        let fields = self
+            .columns
+            .iter()
+            .filter(|c| matches!(c.kind, ColumnKind::Field(_)))
+            .count();
+        if fields == 1 {
+            return Err(CatalogError::AtLeastOneField);
+        }
+        let column = self.columns.remove(i);
+        self.dropped.push(column);
+        Ok(())
     }
 }
 
@@ -380,6 +433,13 @@ pub enum CatalogChange {
         column: String,
         codec: Codec,
     },
+    /// `ALTER TABLE ... DROP`: the field leaves `columns` for `dropped` (its data stays).
+    DropColumn {
+        tenant: String,
+        database: String,
+        table: String,
+        column: String,
+    },
     /// Removes a database (its data is deleted on every shard first).
     DropDatabase {
         tenant: String,
@@ -434,6 +494,18 @@ pub enum CatalogError {
     ColumnNotFound { table: String, column: String },
     #[error("Semantic error: Tag does not support compression")]
     TagCodec,
+    #[error("Semantic error: Can't drop tag column {0}.")]
+    DropTag(String),
+    #[error("Semantic error: Can't drop column time.")]
+    DropTime,
+    #[error("Semantic error: There must be at least one field column.")]
+    AtLeastOneField,
+    #[error(
+        "Semantic error: column {column} of table {table} was dropped and its old values are \
+         still held in memory and in the WAL, so the name cannot be used again yet; drop and \
+         recreate the table to reuse it"
+    )]
+    DroppedColumn { table: String, column: String },
     #[error("Semantic error: Column time does not support modification")]
     TimeColumnAlter,
     #[error("Semantic error: Unsupported encoding type {codec} for {data_type}")]
@@ -498,6 +570,7 @@ impl Catalog {
                     Some(have) => return Err(conflict(table, &c.name, have.kind, c.kind)),
                     None => {
                         check_names(std::slice::from_ref(c))?;
+                        t.check_not_dropped(&c.name)?;
                         complete = false;
                     }
                 }
@@ -520,9 +593,8 @@ impl Catalog {
             .get_mut(&want.database)
             .ok_or_else(|| CatalogError::DatabaseNotFound(want.database.clone()))?;
         for (table, columns) in &want.tables {
-            let t = db.tables.entry(table.clone()).or_insert_with(|| Table {
-                name: table.clone(),
-                columns: vec![Column::new("time", ColumnKind::Time)],
+            let t = db.tables.entry(table.clone()).or_insert_with(|| {
+                Table::new(table.clone(), vec![Column::new("time", ColumnKind::Time)])
             });
             for c in columns {
                 if t.column(&c.name).is_none() {
@@ -621,6 +693,9 @@ impl Catalog {
                 tenant, database, ..
             }
             | CatalogChange::SetCodec {
+                tenant, database, ..
+            }
+            | CatalogChange::DropColumn {
                 tenant, database, ..
             } => (tenant, database),
         };
@@ -722,8 +797,14 @@ fn apply_to_database(db: &mut Database, change: &CatalogChange) -> Result<(), Ca
                     column: column.name.clone(),
                 });
             }
+            t.check_not_dropped(&column.name)?;
             t.columns.push(column.clone());
         }
+        CatalogChange::DropColumn { table, column, .. } => db
+            .tables
+            .get_mut(table)
+            .ok_or_else(|| CatalogError::TableNotFound(table.clone()))?
+            .drop_column(column)?,
         CatalogChange::SetCodec {
             table,
             column,
@@ -881,13 +962,13 @@ mod tests {
             Err(CatalogError::DatabaseExists("db1".into()))
         );
         assert_eq!(next.change(&create(true)), Ok(None));
-        let table = Table {
-            name: "t".into(),
-            columns: vec![
+        let table = Table::new(
+            "t",
+            vec![
                 Column::new("time", ColumnKind::Time),
                 Column::new("k", ColumnKind::Tag),
             ],
-        };
+        );
         let create_table = CatalogChange::CreateTable {
             tenant: DEFAULT_TENANT.into(),
             database: "db1".into(),
@@ -935,6 +1016,66 @@ mod tests {
         let mut w = want("t", &[("f", ColumnKind::Field(FieldType::Float))]);
         w.database = "db1".into();
         assert_eq!(next.change(&CatalogChange::EnsureColumns(w)), Ok(None));
+    }
+
+    #[test]
+    fn drop_column_takes_fields_only_and_retires_the_name() {
+        let c = Catalog::bootstrap(1);
+        let w = want(
+            "m",
+            &[
+                ("k", ColumnKind::Tag),
+                ("f", ColumnKind::Field(FieldType::Float)),
+                ("g", ColumnKind::Field(FieldType::Integer)),
+            ],
+        );
+        let c = c.apply(&w).expect("applies");
+        let drop = |column: &str| CatalogChange::DropColumn {
+            tenant: DEFAULT_TENANT.into(),
+            database: DEFAULT_DATABASE.into(),
+            table: "m".into(),
+            column: column.into(),
+        };
+        assert_eq!(c.change(&drop("k")), Err(CatalogError::DropTag("k".into())));
+        assert_eq!(c.change(&drop("time")), Err(CatalogError::DropTime));
+        assert!(matches!(
+            c.change(&drop("nope")),
+            Err(CatalogError::ColumnNotFound { .. })
+        ));
+        let next = c.change(&drop("f")).expect("ok").expect("changed");
+        assert_eq!(next.version, c.version + 1);
+        let t = &next
+            .database(DEFAULT_TENANT, DEFAULT_DATABASE)
+            .expect("db")
+            .tables["m"];
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["time", "k", "g"]);
+        assert_eq!(
+            t.dropped,
+            [Column::new("f", ColumnKind::Field(FieldType::Float))]
+        );
+        // The last field stays.
+        assert_eq!(next.change(&drop("g")), Err(CatalogError::AtLeastOneField));
+        // The name is retired, whatever the type, from DDL and from writes.
+        let dropped = || CatalogError::DroppedColumn {
+            table: "m".into(),
+            column: "f".into(),
+        };
+        for kind in [ColumnKind::Field(FieldType::Float), ColumnKind::Tag] {
+            let add = CatalogChange::AddColumn {
+                tenant: DEFAULT_TENANT.into(),
+                database: DEFAULT_DATABASE.into(),
+                table: "m".into(),
+                column: Column::new("f", kind),
+            };
+            assert_eq!(next.change(&add), Err(dropped()));
+            let write = CatalogChange::EnsureColumns(want("m", &[("f", kind)]));
+            assert_eq!(next.change(&write), Err(dropped()));
+        }
+        // The retired list survives persistence.
+        let round: Catalog =
+            serde_json::from_str(&serde_json::to_string(&next).expect("encodes")).expect("decodes");
+        assert_eq!(round, next);
     }
 
     #[test]

@@ -63,7 +63,12 @@ pub struct ColumnDef {
 pub enum TableAction {
     AddField(ColumnDef),
     AddTag(String),
-    SetCodec { column: String, codec: Codec },
+    SetCodec {
+        column: String,
+        codec: Codec,
+    },
+    /// `DROP col`: a field only, never the last (checked by shard 0 against its catalog).
+    DropColumn(String),
 }
 
 /// The text of a `WHERE` clause and every identifier it names (to refuse field references
@@ -334,10 +339,7 @@ fn new_table(
         }
         out.push(field_column(&format!("{tenant}.{database}.{name}"), c)?);
     }
-    Ok(Table {
-        name: name.to_string(),
-        columns: out,
-    })
+    Ok(Table::new(name, out))
 }
 
 /// A declared field column, its codec checked against its type.
@@ -392,6 +394,12 @@ fn alter_table(
             table,
             column,
             codec,
+        },
+        TableAction::DropColumn(column) => CatalogChange::DropColumn {
+            tenant,
+            database,
+            table,
+            column,
         },
     })
 }

@@ -188,7 +188,7 @@ fn tables_are_created_altered_described_and_take_line_protocol() {
 
     // Not implemented yet: a clear 422, nothing changes.
     for stmt in [
-        "ALTER TABLE air DROP humidity",
+        "ALTER TABLE air RENAME COLUMN humidity TO h",
         "CREATE TENANT t",
         "CREATE USER u",
     ] {
@@ -479,5 +479,107 @@ fn delete_and_drop_remove_data_on_every_shard_and_stay_removed_after_restart() {
     assert_eq!(
         sql_as(&s, "db=other", None, "SELECT host, v FROM x").text(),
         "host,v\nb,2\n"
+    );
+}
+
+/// `SELECT *` of `air`, ordered.
+fn air_rows(s: &Server) -> String {
+    let r = sql(s, "SELECT * FROM air ORDER BY time, station");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+#[test]
+fn alter_table_drop_hides_a_field_and_retires_its_name() {
+    let s = Server::start("", 2);
+    ddl(
+        &s,
+        "CREATE TABLE air (visibility DOUBLE, temperature DOUBLE, humidity BIGINT, TAGS(station))",
+    );
+    // Eight stations, so both shards hold rows of the table.
+    let lp: String = (1..=8)
+        .map(|i| {
+            format!("air,station=s{i} visibility={i}.5,temperature={i}0.0,humidity={i}i {i}\n")
+        })
+        .collect();
+    assert_eq!(write(&s, "", &lp).status, 200);
+    for shard in ["0", "1"] {
+        let rows = metric_sum(
+            &s,
+            &format!("chronoshard_memtable_rows{{shard=\"{shard}\"}}"),
+        );
+        assert!(rows > 0, "shard {shard} holds none of the rows");
+    }
+    ddl(&s, "ALTER TABLE air DROP humidity");
+    assert_eq!(
+        sql(&s, "DESCRIBE TABLE air").text(),
+        "column_name,data_type,column_type,compression_codec\n\
+         time,TIMESTAMP(NANOSECOND),TIME,DEFAULT\n\
+         station,STRING,TAG,DEFAULT\n\
+         visibility,DOUBLE,FIELD,DEFAULT\n\
+         temperature,DOUBLE,FIELD,DEFAULT\n"
+    );
+    let expected: String = std::iter::once("time,station,visibility,temperature\n".to_string())
+        .chain((1..=8).map(|i| format!("1970-01-01T00:00:00.00000000{i},s{i},{i}.5,{i}0.0\n")))
+        .collect();
+    assert_eq!(air_rows(&s), expected);
+    fails(&s, "", "SELECT humidity FROM air", "010001");
+
+    // CnosDB's refusals; nothing changes.
+    let tag = fails(&s, "", "ALTER TABLE air DROP station", "010030");
+    assert!(tag.contains("Can't drop tag column station."), "{tag}");
+    let time = fails(&s, "", "ALTER TABLE air DROP time", "010031");
+    assert!(time.contains("Can't drop column time."), "{time}");
+    let unknown = fails(&s, "", "ALTER TABLE air DROP nope", "010029");
+    assert!(
+        unknown.contains("Column nope not exists in table air"),
+        "{unknown}"
+    );
+    fails(&s, "", "ALTER TABLE nope DROP visibility", "030019");
+    ddl(&s, "ALTER TABLE air DROP visibility");
+    fails(&s, "", "ALTER TABLE air DROP temperature", "010032");
+
+    // The dropped names are retired while their old values are held: re-adding them with any
+    // type, or writing them, is refused and says why; other writes go on.
+    for stmt in [
+        "ALTER TABLE air ADD FIELD humidity BIGINT",
+        "ALTER TABLE air ADD FIELD humidity STRING",
+        "ALTER TABLE air ADD TAG humidity",
+    ] {
+        let why = fails(&s, "", stmt, "010047");
+        assert!(why.contains("humidity of table air was dropped"), "{why}");
+    }
+    let refused = write(&s, "", "air,station=s9 temperature=1.0,humidity=\"x\" 9");
+    refused.assert_error(422);
+    assert!(refused.text().contains("\"010047\""), "{}", refused.text());
+    assert_eq!(
+        write(&s, "", "air,station=s9 temperature=90.0 9").status,
+        200
+    );
+    let expected: String = std::iter::once("time,station,temperature\n".to_string())
+        .chain((1..=9).map(|i| format!("1970-01-01T00:00:00.00000000{i},s{i},{i}0.0\n")))
+        .collect();
+    assert_eq!(air_rows(&s), expected);
+
+    // The WAL replays the old values into the memtable under the dropped names: the catalog
+    // still hides them and still refuses the names.
+    let s = s.restart();
+    assert_eq!(air_rows(&s), expected);
+    fails(
+        &s,
+        "",
+        "ALTER TABLE air ADD FIELD visibility DOUBLE",
+        "010047",
+    );
+
+    // Dropping the table frees the names.
+    ddl(&s, "DROP TABLE air");
+    assert_eq!(
+        write(&s, "", "air,station=s1 humidity=\"wet\",visibility=2i 1").status,
+        200
+    );
+    assert_eq!(
+        sql(&s, "SELECT station, humidity, visibility FROM air").text(),
+        "station,humidity,visibility\ns1,wet,2\n"
     );
 }

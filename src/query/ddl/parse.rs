@@ -712,7 +712,9 @@ impl<'a> Parser<'a> {
                 None => return self.expected("CODEC"),
             };
             TableAction::SetCodec { column, codec }
-        } else if self.is_kw("DROP") || self.is_kw("RENAME") {
+        } else if self.eat_kw("DROP") {
+            TableAction::DropColumn(self.ident(false)?)
+        } else if self.is_kw("RENAME") {
             return Err(not_implemented(&format!(
                 "ALTER TABLE ... {}",
                 self.found().to_ascii_uppercase()

@@ -173,7 +173,18 @@ fn alter_describe_show() {
             ..
         }
     ));
-    assert!(err("ALTER TABLE t DROP f").contains("not implemented"));
+    assert_eq!(
+        ok("ALTER TABLE db.t DROP f"),
+        Statement::AlterTable {
+            table: TableRef {
+                database: Some("db".into()),
+                table: "t".into()
+            },
+            action: TableAction::DropColumn("f".into()),
+        }
+    );
+    assert!(err("ALTER TABLE t DROP").contains("sql parser error"));
+    assert!(err("ALTER TABLE t DROP COLUMN f").contains("sql parser error"));
     assert!(err("alter table t rename column a to b").contains("not implemented"));
     assert_eq!(ok("SHOW DATABASES;"), Statement::ShowDatabases);
     assert_eq!(
