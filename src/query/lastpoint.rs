@@ -75,7 +75,7 @@ fn rewrite(plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPlan>> {
 }
 
 /// The column a physical expression is, if it is a plain column of `input`.
-fn column_name<'a>(e: &'a Arc<dyn PhysicalExpr>) -> Option<&'a str> {
+fn column_name(e: &Arc<dyn PhysicalExpr>) -> Option<&str> {
     e.downcast_ref::<Column>().map(Column::name)
 }
 
