@@ -386,10 +386,7 @@ impl ScalarUDFImpl for TimeWindow {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        let time = arg_types
-            .first()
-            .ok_or_else(|| plan_datafusion_err!("{NAME}: missing the time argument"))?;
-        Ok(window_type(time))
+        Ok(window_type(time_arg(arg_types)?))
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
@@ -473,10 +470,7 @@ impl ScalarUDFImpl for TimeWindows {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        let time = arg_types
-            .first()
-            .ok_or_else(|| plan_datafusion_err!("{NAME}: missing the time argument"))?;
-        Ok(list_type(time))
+        Ok(list_type(time_arg(arg_types)?))
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
@@ -589,4 +583,11 @@ mod tests {
             365 * 86_400_000
         );
     }
+}
+
+/// The type of the time argument (the first), which both functions' answers are built from.
+fn time_arg(arg_types: &[DataType]) -> Result<&DataType> {
+    arg_types
+        .first()
+        .ok_or_else(|| plan_datafusion_err!("{NAME}: missing the time argument"))
 }
