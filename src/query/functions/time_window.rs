@@ -508,6 +508,13 @@ impl ScalarUDFImpl for TimeWindows {
     }
 }
 
+/// The type of the time argument (the first), which both functions' answers are built from.
+fn time_arg(arg_types: &[DataType]) -> Result<&DataType> {
+    arg_types
+        .first()
+        .ok_or_else(|| plan_datafusion_err!("{NAME}: missing the time argument"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,11 +590,4 @@ mod tests {
             365 * 86_400_000
         );
     }
-}
-
-/// The type of the time argument (the first), which both functions' answers are built from.
-fn time_arg(arg_types: &[DataType]) -> Result<&DataType> {
-    arg_types
-        .first()
-        .ok_or_else(|| plan_datafusion_err!("{NAME}: missing the time argument"))
 }
