@@ -5,6 +5,7 @@
 //! memtable (`memtable`). No HTTP and no SQL text live here, so the engine's crash tests run
 //! without the server.
 
+pub mod aggregate;
 pub mod batch;
 pub mod engine;
 pub mod io;

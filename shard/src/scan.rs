@@ -51,7 +51,7 @@
 //! gather of field values through row indexes, not to building the Arrow arrays.
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -164,7 +164,7 @@ impl ScanRequest {
         }
     }
 
-    fn table_name(&self) -> String {
+    pub(crate) fn table_name(&self) -> String {
         format!("{}.{}.{}", self.tenant, self.database, self.table)
     }
 }
@@ -664,7 +664,7 @@ fn tag_value<'k>(key: &'k SeriesKey, tag: &str) -> Option<&'k str> {
 }
 
 /// Whether a series passes every filter (allowed values sorted).
-fn passes(key: &SeriesKey, filters: &[(String, Vec<String>)]) -> bool {
+pub(crate) fn passes(key: &SeriesKey, filters: &[(String, Vec<String>)]) -> bool {
     filters.iter().all(|(tag, allowed)| {
         tag_value(key, tag).is_some_and(|v| allowed.binary_search_by(|a| a.as_str().cmp(v)).is_ok())
     })

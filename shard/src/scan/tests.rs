@@ -89,7 +89,7 @@ fn batch(table: &str, rows: &[Row<'_>]) -> TableBatch {
     b
 }
 
-fn cpu_schema() -> TableSchema {
+pub(crate) fn cpu_schema() -> TableSchema {
     TableSchema {
         time_unit: TimeUnit::Second,
         tags: vec!["host".into(), "region".into(), "zone".into()],
@@ -493,17 +493,17 @@ fn every_time_unit_is_a_timestamp() {
 }
 
 /// A tiny deterministic generator.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
@@ -515,7 +515,7 @@ const WORDS: [&str; 5] = ["", "a", "bb", "ccc", "héllo"];
 
 /// Random writes over 12 series: times repeat and arrive out of order, every field is often
 /// absent (so bitmaps and null tails appear), in several batches.
-fn random_memtable(seed: u64) -> Memtable {
+pub(crate) fn random_memtable(seed: u64) -> Memtable {
     let mut rng = Rng(seed);
     let mut m = Memtable::new(usize::MAX);
     let hosts: Vec<String> = (0..4).map(|h| format!("h{h}")).collect();
@@ -702,7 +702,7 @@ fn differential_against_row_reads() {
 
 /// The TSBS cpu-only shape: `series` hosts with 10 tags, 10 integer fields, `points` points
 /// each 10 s apart, written in rounds of 5 points per host (as TSBS batches arrive).
-fn tsbs_memtable(series: usize, points: usize) -> (Memtable, TableSchema) {
+pub(crate) fn tsbs_memtable(series: usize, points: usize) -> (Memtable, TableSchema) {
     const TAGS: [&str; 10] = [
         "arch",
         "datacenter",
