@@ -12,6 +12,7 @@
 //! tokio: every crossing is a runtime-agnostic channel. See `docs/architecture.md`, "A query's
 //! life".
 
+mod aggregate;
 pub mod ddl;
 mod functions;
 mod gather;

@@ -74,6 +74,11 @@ impl ShardScanExec {
         &self.schema
     }
 
+    /// What each shard is asked to read.
+    pub fn request(&self) -> &ScanRequest {
+        &self.request
+    }
+
     /// The same scan, reading only each series' latest point (`ScanRequest::last_per_series`).
     pub fn last_per_series(&self) -> ShardScanExec {
         let mut request = self.request.clone();

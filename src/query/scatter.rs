@@ -5,7 +5,8 @@
 //! Walking down from the root, the first subtree that is a *fragment* is cut off and put under
 //! a gather. A fragment is a chain of operators from the allow-list over exactly one scan:
 //!
-//! - `ShardScanExec`, `FilterExec`, `ProjectionExec`, `LocalLimitExec`, `CooperativeExec`;
+//! - `ShardScanExec` or `ShardAggregateExec` (the leaf), `FilterExec`, `ProjectionExec`,
+//!   `LocalLimitExec`, `CooperativeExec`;
 //! - `AggregateExec` in `Partial` mode (its `Final` half merges the shards' states above);
 //! - `SortExec` with a `fetch` (TopK) that keeps the partitioning (one sort per shard).
 //!
@@ -33,6 +34,7 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::{replace_children_if_necessary, ExecutionPlan};
 
+use super::aggregate::ShardAggregateExec;
 use super::gather::{GatherPath, ShardGatherExec};
 use super::scan::ShardScanExec;
 use crate::mesh::Mesh;
@@ -106,9 +108,9 @@ fn is_exchange(plan: &Arc<dyn ExecutionPlan>) -> bool {
         || plan.is::<SortPreservingMergeExec>()
 }
 
-/// A chain of allowed, partition-preserving operators over exactly one `ShardScanExec`.
+/// A chain of allowed, partition-preserving operators over exactly one shard leaf.
 fn is_fragment(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    if plan.is::<ShardScanExec>() {
+    if plan.is::<ShardScanExec>() || plan.is::<ShardAggregateExec>() {
         return true;
     }
     let children = plan.children();

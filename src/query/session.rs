@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::SessionStateBuilder;
 
+use super::aggregate::ShardAggregateRule;
 use super::lastpoint::LastPointRule;
 use super::scatter::ScatterRule;
 use super::{datafusion_error, functions, table_provider, QueryError};
@@ -94,6 +95,7 @@ fn build(
         .with_config(config)
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(LastPointRule))
+        .with_physical_optimizer_rule(Arc::new(ShardAggregateRule))
         .with_physical_optimizer_rule(Arc::new(ScatterRule::new(mesh.clone())))
         .build();
     functions::install(&mut state).map_err(datafusion_error)?;

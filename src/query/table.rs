@@ -3,9 +3,13 @@
 //! `scan` turns what DataFusion offers into a `ScanRequest` each shard executes on its own core:
 //! the projection (only those columns are built), the limit (when DataFusion can push it), and
 //! the filters the shard can use to skip rows: time comparisons with a literal (a time range) and
-//! tag equality or `IN` with string literals (series skipped on their key). Those filters are
-//! declared `Inexact`: DataFusion still applies them above the scan, so a filter the shard reads
-//! more loosely than SQL does can never change an answer, only the work done.
+//! tag equality or `IN` with string literals (series skipped on their key). Such a filter is
+//! declared `Exact` when the shard applies it exactly as SQL would: a tag filter always (a
+//! series lacking the tag fails it, as `NULL = 'x'` does), a time comparison when its literal
+//! is not finer than the table's unit. DataFusion then drops it from the plan, so nothing sits
+//! between the scan and the operators above it (the shard-aggregate and last-point rules need
+//! that). A comparison with a finer literal is read loosely (widened, never narrowed) and
+//! declared `Inexact`: DataFusion still applies it above the scan.
 
 use std::sync::Arc;
 
@@ -49,12 +53,11 @@ impl TableProvider for ShardedTable {
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
-            .map(|f| {
-                if self.time_bound(f).is_some() || self.tag_filter(f).is_some() {
-                    TableProviderFilterPushDown::Inexact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
+            .map(|f| match self.time_bound(f) {
+                Some((_, _, true)) => TableProviderFilterPushDown::Exact,
+                Some((_, _, false)) => TableProviderFilterPushDown::Inexact,
+                None if self.tag_filter(f).is_some() => TableProviderFilterPushDown::Exact,
+                None => TableProviderFilterPushDown::Unsupported,
             })
             .collect())
     }
@@ -86,7 +89,7 @@ impl ShardedTable {
         let mut time_range = (i64::MIN, i64::MAX);
         let mut tag_filters: Vec<(String, Vec<String>)> = Vec::new();
         for f in filters {
-            if let Some((lo, hi)) = self.time_bound(f) {
+            if let Some((lo, hi, _)) = self.time_bound(f) {
                 time_range = (time_range.0.max(lo), time_range.1.min(hi));
             } else if let Some(tf) = self.tag_filter(f) {
                 tag_filters.push(tf);
@@ -106,8 +109,9 @@ impl ShardedTable {
     }
 
     /// `time <op> literal` (either side) as an inclusive-min, exclusive-max range in the table's
-    /// unit; coarse literals are widened, never narrowed.
-    fn time_bound(&self, e: &Expr) -> Option<(i64, i64)> {
+    /// unit, and whether the range is exact: a literal finer than the unit widens the range,
+    /// never narrows it.
+    fn time_bound(&self, e: &Expr) -> Option<(i64, i64, bool)> {
         let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
             return None;
         };
@@ -117,14 +121,15 @@ impl ShardedTable {
             _ => return None,
         };
         let (floor, ceil) = to_unit(value, self.schema.time_unit)?;
-        match op {
-            Operator::Eq => Some((floor, ceil.checked_add(1)?)),
-            Operator::Gt => Some((floor.checked_add(1)?, i64::MAX)),
-            Operator::GtEq => Some((floor, i64::MAX)),
-            Operator::Lt => Some((i64::MIN, ceil)),
-            Operator::LtEq => Some((i64::MIN, ceil.checked_add(1)?)),
-            _ => None,
-        }
+        let (lo, hi) = match op {
+            Operator::Eq => (floor, ceil.checked_add(1)?),
+            Operator::Gt => (floor.checked_add(1)?, i64::MAX),
+            Operator::GtEq => (floor, i64::MAX),
+            Operator::Lt => (i64::MIN, ceil),
+            Operator::LtEq => (i64::MIN, ceil.checked_add(1)?),
+            _ => return None,
+        };
+        Some((lo, hi, floor == ceil))
     }
 
     /// `tag = 'v'` (either side), `tag IN ('a', 'b')`, or an `OR` of those on one tag (the

@@ -10,5 +10,6 @@ mod hostile;
 mod http;
 mod lifecycle;
 mod scatter;
+mod shard_aggregate;
 mod sql;
 mod write;

@@ -166,9 +166,21 @@ fn explain_shows_the_fragment_under_the_gather() {
             .unwrap_or_else(|| panic!("{needle:?} not in\n{plan}"))
     };
     let gather = at("ShardGatherExec: shards=2, path=fragment");
-    assert!(at("AggregateExec: mode=Partial") > gather, "{plan}");
-    assert!(at("ShardScanExec: table=m") > gather, "{plan}");
+    assert!(at("ShardAggregateExec: table=m") > gather, "{plan}");
     assert!(at("RepartitionExec") < gather, "{plan}");
+    // With a filter the scan cannot take, DataFusion's partial aggregate runs on the shards.
+    let plan = explain(
+        &s,
+        "SELECT region, count(*) FROM m WHERE v % 2 = 0 GROUP BY region",
+    );
+    let at = |needle: &str| {
+        plan.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in\n{plan}"))
+    };
+    let gather = at("ShardGatherExec: shards=2, path=fragment");
+    assert!(at("AggregateExec: mode=Partial") > gather, "{plan}");
+    assert!(at("FilterExec") > gather, "{plan}");
+    assert!(at("ShardScanExec: table=m") > gather, "{plan}");
 
     let topk = explain(&s, "SELECT time, v FROM m ORDER BY time DESC LIMIT 3");
     let gather = topk.find("ShardGatherExec").expect("a gather");
@@ -183,7 +195,7 @@ fn explain_shows_the_fragment_under_the_gather() {
         &s,
         "",
         Some("application/nd-json"),
-        "EXPLAIN ANALYZE SELECT region, count(*) FROM m GROUP BY region",
+        "EXPLAIN ANALYZE SELECT region, count(*) FROM m WHERE v % 2 = 0 GROUP BY region",
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("ShardGatherExec"), "{}", r.text());
@@ -199,6 +211,19 @@ fn explain_shows_the_fragment_under_the_gather() {
         "{text}"
     );
     assert!(line("mode=Partial").contains("output_rows=8"), "{text}");
+    let r = sql(
+        &s,
+        "",
+        Some("application/nd-json"),
+        "EXPLAIN ANALYZE SELECT region, count(*) FROM m GROUP BY region",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let line = text
+        .split("\\n")
+        .find(|l| l.contains("ShardAggregateExec"))
+        .unwrap_or_else(|| panic!("no shard aggregate in {text}"));
+    assert!(line.contains("output_rows=8"), "{text}");
 
     // A full sort is not run on the shards: only the scan is, and EXPLAIN says why.
     let sorted = explain(&s, "SELECT time, v FROM m ORDER BY v");
