@@ -28,8 +28,10 @@
 //!
 //! - Equal (series, time) points merge field by field: the later write wins per field, fields
 //!   the later write lacks keep their values (CnosDB's rule; a later row of the same batch is a
-//!   later write). Every write is appended; a series whose times stop being strictly increasing
-//!   is sorted (stably, so arrival order decides among equal times) and merged when read.
+//!   later write). Every write is appended; a strictly increasing series that gets a write out
+//!   of order re-sorts its last entries at once (at most `RESORT_MAX` of them, in `apply`) and
+//!   stays strict if no time repeats. A series whose times stop being strictly increasing is
+//!   sorted (stably, so arrival order decides among equal times) and merged when read.
 //! - A column's type never changes. A batch whose field type differs from the column's is
 //!   refused with `TypeConflict`, and an insert is all-or-nothing: it is planned entirely (types,
 //!   limits, bytes) before anything changes (`plan`), then applied without failure (`apply`).

@@ -87,10 +87,18 @@ fn build(
     tenant: &str,
     database: &str,
 ) -> Result<SessionContext, QueryError> {
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_target_partitions(mesh.shards())
         .with_default_catalog_and_schema(tenant, database)
         .with_information_schema(true);
+    // Planning is most of a small query's cost (docs/architecture.md, "Where a query's CPU time
+    // goes"). One pass of the logical optimizer: a second one almost never changes a plan of
+    // ours and costs as much as the first. No hash repartition between the partial and final
+    // aggregates: the shards already aggregated, so the final merge is small, and the exchange's
+    // tasks and channels cost more than they save.
+    let options = config.options_mut();
+    options.optimizer.max_passes = 1;
+    options.optimizer.repartition_aggregations = false;
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()

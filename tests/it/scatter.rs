@@ -167,7 +167,7 @@ fn explain_shows_the_fragment_under_the_gather() {
     };
     let gather = at("ShardGatherExec: shards=2, path=fragment");
     assert!(at("ShardAggregateExec: table=m") > gather, "{plan}");
-    assert!(at("RepartitionExec") < gather, "{plan}");
+    assert!(at("CoalescePartitionsExec") < gather, "{plan}");
     // With a filter the scan cannot take, DataFusion's partial aggregate runs on the shards.
     let plan = explain(
         &s,

@@ -58,10 +58,15 @@ pub(super) fn apply(table: &mut Table, batch: &TableBatch, plan: &Plan) -> Appli
     }
 }
 
+/// Entries a strict series may re-sort at its end to stay strict after a write arrived out of
+/// order: a bound on the work one insert does per series.
+const RESORT_MAX: usize = 1024;
+
 /// Appends each row's (time, row) entry to its series, one series at a time.
 fn append_entries(table: &mut Table, batch: &TableBatch, plan: &Plan) {
     for (s, slot) in plan.slots.iter().enumerate() {
         let series = &mut table.series[slot.series as usize];
+        let (was_strict, len_before) = (series.strict, series.entries.len());
         reserve_for(&mut series.entries, slot.len);
         let rows = plan.rows_of(s);
         series.entries.extend(rows.iter().map(|&r| Entry {
@@ -69,9 +74,35 @@ fn append_entries(table: &mut Table, batch: &TableBatch, plan: &Plan) {
             row: (plan.rows_before + r as usize) as u32,
         }));
         series.strict = slot.strict;
+        if was_strict && !slot.strict {
+            series.strict = restore_order(&mut series.entries, len_before);
+        }
         series.last_time = series.entries.last().map_or(i64::MIN, |e| e.time);
         debug_assert_eq!(series.entries.len(), slot.len);
     }
+}
+
+/// After entries from `from` on were appended out of order to entries that were strictly
+/// increasing before: sorts the end of the series from the first entry the new ones precede,
+/// if that end is at most `RESORT_MAX` long, and tells whether the series is strictly
+/// increasing again (no time repeats). TSBS-style loads from several connections deliver a
+/// series' batches slightly out of order; this keeps such series readable by binary search.
+///
+/// The sort is stable, so among equal times (which leave the series non-strict) entries stay
+/// in arrival order, the order the read-time merge relies on; nothing else depends on the
+/// order of entries with different times.
+fn restore_order(entries: &mut [Entry], from: usize) -> bool {
+    let Some(earliest) = entries[from..].iter().map(|e| e.time).min() else {
+        return true;
+    };
+    let lo = entries[..from].partition_point(|e| e.time < earliest);
+    if entries.len() - lo > RESORT_MAX {
+        return false;
+    }
+    entries[lo..].sort_by_key(|e| e.time);
+    entries[lo.saturating_sub(1)..]
+        .windows(2)
+        .all(|w| w[0].time < w[1].time)
 }
 
 /// Bytes of the table's own structures and data plus every series the plan touches (new

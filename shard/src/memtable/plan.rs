@@ -5,7 +5,8 @@
 //! to a "slot": an existing series of the table, or a new one. The batch's rows become table
 //! rows `rows_before..rows_before + n` in batch order, and each is appended to its series as a
 //! (time, row) entry. A series whose entry times stop being strictly increasing (a duplicate or
-//! earlier time) is marked for a sort and merge at read time. Then the plan counts how far each
+//! earlier time) is marked for a sort and merge at read time, unless `apply` restores its order
+//! (a late write with a new time, near the series' end). Then the plan counts how far each
 //! vector grows, which gives the exact capacities the apply step will reserve, and so the bytes
 //! the batch adds.
 //!

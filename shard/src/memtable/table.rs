@@ -13,7 +13,8 @@
 //! - `columns[i]` never changes type; `column_index[name] == i`; `data[i]` holds column `i`'s
 //!   values by row number (rows it does not hold are null).
 //! - Rows are numbered in arrival order; every row is referenced by exactly one entry of one
-//!   series, and a series' entries are in arrival order.
+//!   series. Entries with equal times are in arrival order; entries with different times may
+//!   have been re-sorted by time (a strict series restoring its order after a late write).
 //! - Series are found by the hash their key carries (the hash that chose this shard, so it is a
 //!   function of the key): `series_index` maps a hash to the newest series with it, and each
 //!   series links to the previous one with the same hash, so a collision costs a tag comparison,

@@ -930,3 +930,62 @@ fn deletes_remove_matching_points_and_drops_free_tables() {
     assert_eq!(m.tables().len(), 0);
     check_bytes(&m);
 }
+
+/// Whether every series of the first table is strict, and its times as stored.
+fn strictness(m: &Memtable) -> Vec<(bool, Vec<i64>)> {
+    m.tables[0]
+        .series
+        .iter()
+        .map(|s| (s.strict, s.entries.iter().map(|e| e.time).collect()))
+        .collect()
+}
+
+#[test]
+fn late_writes_near_the_end_keep_a_series_strict() {
+    let mut m = Memtable::new(BIG);
+    let k = key(&[("host", "a")]);
+    // Batches of a series arriving out of order, as from several connections: still strict,
+    // stored sorted, and read the same as ever.
+    for start in [20, 0, 30, 10] {
+        let mut b = empty_batch("cpu");
+        for t in start..start + 5 {
+            add_row(&mut b, &k, t * 10, &[("x", Value::Integer(t))]);
+        }
+        m.insert(&b).expect("insert");
+    }
+    let mut points: Vec<i64> = [20, 0, 30, 10].iter().flat_map(|s| *s..s + 5).collect();
+    points.sort_unstable();
+    let expected: Vec<i64> = points.iter().map(|t| t * 10).collect();
+    assert_eq!(strictness(&m), vec![(true, expected)]);
+    let got: Vec<(i64, Vec<Option<String>>)> = dump(&m, "cpu")
+        .into_iter()
+        .map(|(_, t, row)| (t, row))
+        .collect();
+    let want: Vec<_> = points
+        .iter()
+        .map(|t| (t * 10, vec![Some(format!("Integer({t})"))]))
+        .collect();
+    assert_eq!(got, want);
+    check_bytes(&m);
+
+    // A repeated time makes it non-strict (merged on read, later write winning).
+    let mut b = empty_batch("cpu");
+    add_row(&mut b, &k, 100, &[("x", Value::Integer(-1))]);
+    m.insert(&b).expect("insert");
+    assert!(!strictness(&m)[0].0);
+    assert_eq!(point(&m, "cpu", &k, 100), vec![s("Integer(-1)")]);
+
+    // A write earlier than the last RESORT_MAX entries is not re-sorted: non-strict too.
+    let mut m = Memtable::new(BIG);
+    let mut b = empty_batch("cpu");
+    for t in 1..=2000 {
+        add_row(&mut b, &k, t, &[("x", Value::Integer(t))]);
+    }
+    m.insert(&b).expect("insert");
+    let mut b = empty_batch("cpu");
+    add_row(&mut b, &k, 0, &[("x", Value::Integer(0))]);
+    m.insert(&b).expect("insert");
+    assert!(!strictness(&m)[0].0);
+    let times: Vec<i64> = dump(&m, "cpu").iter().map(|(_, t, _)| *t).collect();
+    assert_eq!(times, (0..=2000).collect::<Vec<i64>>());
+}
