@@ -25,7 +25,9 @@
 //!
 //! A group may appear in more than one batch (when `groups_max` groups are held, they are
 //! emitted and the table restarts): merging is the caller's, as for any partial aggregate.
-//! Values are added in series order, then time order, the order a scan yields the rows in.
+//! Values are added chunk by chunk (see "Cost and bounds" for the order); a float sum over
+//! several series may differ in its last bits from a row-by-row sum in scan order, as any two
+//! orders of float additions may (the order in which shards' states merge is not fixed either).
 //!
 //! # Top buckets
 //!
@@ -36,7 +38,8 @@
 //! only rises, so every group at or above the final threshold is complete; groups below it may
 //! be incomplete and are not emitted at the end (one emitted earlier, when `groups_max` groups
 //! filled up, is below the final threshold of its shard and so, as the shard saw `n` buckets
-//! above it, below the answer's `n` buckets too).
+//! above it, below the answer's `n` buckets too). Times below `null_below`, whose bucket may be
+//! null (a group that sorts first), are always read.
 //!
 //! # Cost and bounds
 //!
@@ -45,6 +48,13 @@
 //! series one lookup of its tags. At most `groups_max` groups are held, and one chunk of
 //! `CHUNK_POINTS` points is gathered at a time. `advance` stops after about the budget of
 //! points it is given, so its caller can yield.
+//!
+//! Series are taken `GROUP_SERIES` at a time and read in rounds, the next chunk of each in
+//! turn. The memtable's field values live in table-wide columns by arrival order, so a series'
+//! values are strided across the column (a TSBS batch holds one row per host per timestamp);
+//! series written together, read over the same time window, share the column's pages and cache
+//! lines, where one long series read alone misses the TLB on nearly every value. (Measured on
+//! TSBS data: the gather was about a third of the time, series by series.)
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -56,10 +66,13 @@ use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, Schema, SchemaRef};
 
 use crate::batch::ValueType;
 use crate::memtable::{ColumnRef, ColumnValues, Memtable};
-use crate::scan::{arrow_type, ScanError, ScanPosition, ScanRequest, TableSchema};
+use crate::scan::{arrow_type, ScanError, ScanRequest, TableSchema};
 
 /// Points gathered from one series at a time.
-pub const CHUNK_POINTS: usize = 16 * 1024;
+pub const CHUNK_POINTS: usize = 512;
+
+/// Series aggregated together, a chunk of each in turn (see `advance`).
+pub const GROUP_SERIES: usize = 64;
 
 /// An aggregate function the shard computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +96,9 @@ pub struct Aggregate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopBuckets {
     pub n: usize,
+    /// Times below this may have no bucket (a null group, which sorts first): they are always
+    /// read, whatever the threshold. `i64::MIN` when every time has a bucket.
+    pub null_below: i64,
 }
 
 /// What to aggregate, over which rows.
@@ -436,12 +452,27 @@ struct Groups {
     keys: Vec<(u32, Option<i64>)>,
 }
 
+/// A series of the group in progress.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// Index in the table's series.
+    series: usize,
+    /// Its points before this time are done.
+    from: i64,
+    tag_set: u32,
+    /// Top buckets only: the times below `TopBuckets::null_below` are done.
+    low_done: bool,
+}
+
 /// Where an aggregate over a memtable stands between calls (see the module docs).
 pub struct AggregateCursor {
     schema: TableSchema,
     request: AggregateRequest,
     output: SchemaRef,
-    position: ScanPosition,
+    /// The next series (index in the table) not yet in a group.
+    next_series: usize,
+    /// The group of series being aggregated, chunk by chunk, each from its next time.
+    pending: Vec<Pending>,
     groups: Groups,
     states: Vec<State>,
     /// Distinct buckets seen, the latest `n` kept (`top_buckets` only), ascending.
@@ -456,7 +487,7 @@ impl std::fmt::Debug for AggregateCursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AggregateCursor")
             .field("request", &self.request)
-            .field("position", &self.position)
+            .field("next_series", &self.next_series)
             .field("groups", &self.groups.keys.len())
             .field("done", &self.done)
             .finish()
@@ -491,7 +522,8 @@ impl AggregateCursor {
         Ok(AggregateCursor {
             schema: schema.clone(),
             output,
-            position: ScanPosition::START,
+            next_series: 0,
+            pending: Vec::new(),
             groups: Groups::default(),
             states,
             top: Vec::new(),
@@ -555,147 +587,189 @@ impl AggregateCursor {
             }
             sources.push(Some(held));
         }
-        let tag_names: Vec<&str> = self
-            .request
-            .group_tags
-            .iter()
-            .map(|&t| self.schema.tags[t].as_str())
-            .collect();
+        let (min, max) = self.request.scan.time_range;
+        let mut spent = 0;
+        loop {
+            if self.pending.is_empty() && !self.take_group(&scan) {
+                return self.finish_all();
+            }
+            // One round: the next chunk of every series of the group, in series order. Series
+            // written together have neighbouring rows, so the group's chunks of one time
+            // window gather from the same pages and cache lines.
+            let mut i = 0;
+            while i < self.pending.len() {
+                let Pending {
+                    series,
+                    from,
+                    tag_set,
+                    ..
+                } = self.pending[i];
+                let Some(s) = scan.series_refs_from(series).next() else {
+                    self.pending.remove(i);
+                    continue;
+                };
+                let mut from = from.max(min);
+                if let Some(t) = self.request.top_buckets {
+                    if !self.pending[i].low_done {
+                        // The times that may have no bucket, read once and never skipped.
+                        self.pending[i].low_done = true;
+                        let hi = t.null_below.min(max);
+                        while from < hi {
+                            let chunk = s.scan_range(from, hi, CHUNK_POINTS);
+                            if chunk.is_empty() {
+                                break;
+                            }
+                            self.aggregate_chunk(&chunk, tag_set, &sources, bucket, &table)?;
+                            spent += chunk.len();
+                            match chunk.time().last().and_then(|t| t.checked_add(1)) {
+                                Some(next) if chunk.is_truncated() => from = next,
+                                _ => break,
+                            }
+                        }
+                        from = from.max(hi);
+                    }
+                    if let Some(&lowest) = self.top.first() {
+                        if self.top.len() >= t.n {
+                            from = from.max(lowest);
+                        }
+                    }
+                }
+                let chunk = s.scan_range(from, max, CHUNK_POINTS);
+                let points = chunk.len();
+                if points > 0 {
+                    self.aggregate_chunk(&chunk, tag_set, &sources, bucket, &table)?;
+                    spent += points;
+                }
+                match chunk.time().last().and_then(|t| t.checked_add(1)) {
+                    Some(next) if chunk.is_truncated() => {
+                        self.pending[i].from = next;
+                        i += 1;
+                    }
+                    _ => {
+                        self.pending.remove(i);
+                    }
+                }
+            }
+            if self.groups.keys.len() >= self.request.groups_max {
+                return self.emit(false).map(Some);
+            }
+            if spent >= budget {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Starts the next group of series that pass the tag filters; false when none is left.
+    fn take_group(&mut self, scan: &crate::memtable::TableScan<'_>) -> bool {
         let mut filters = self.request.scan.tag_filters.clone();
         for (_, values) in &mut filters {
             values.sort_unstable();
         }
-        let (min, max) = self.request.scan.time_range;
-        let mut spent = 0;
-        let mut series_index = self.position.series;
-        for s in scan.series_refs_from(self.position.series) {
-            if spent >= budget {
-                break;
-            }
+        for s in scan.series_refs_from(self.next_series) {
+            let series = self.next_series;
+            self.next_series += 1;
             let key = s.key();
             if !crate::scan::passes(key, &filters) {
-                series_index += 1;
-                self.position = ScanPosition {
-                    series: series_index,
-                    time_from: i64::MIN,
-                };
                 continue;
             }
-            let tag_set = {
-                let values: Vec<Option<String>> = tag_names
-                    .iter()
-                    .map(|t| key.tag(t).map(str::to_string))
-                    .collect();
-                let next = self.groups.tag_values.len() as u32;
-                match self.groups.tag_sets.get(&values) {
-                    Some(&n) => n,
-                    None => {
-                        self.groups.tag_sets.insert(values.clone(), next);
-                        self.groups.tag_values.push(values);
-                        next
-                    }
+            let values: Vec<Option<String>> = self
+                .request
+                .group_tags
+                .iter()
+                .map(|&t| key.tag(&self.schema.tags[t]).map(str::to_string))
+                .collect();
+            let next = self.groups.tag_values.len() as u32;
+            let tag_set = match self.groups.tag_sets.get(&values) {
+                Some(&n) => n,
+                None => {
+                    self.groups.tag_sets.insert(values.clone(), next);
+                    self.groups.tag_values.push(values);
+                    next
                 }
             };
-            // Chunks of the series from where the last call stopped, while the budget lasts.
-            let mut from = self.position.time_from.max(min);
-            loop {
-                if let (Some(n), Some(&lowest)) = (self.request.top_buckets, self.top.first()) {
-                    if self.top.len() >= n.n {
-                        from = from.max(lowest);
-                    }
-                }
-                let chunk = s.scan_range(from, max, CHUNK_POINTS);
-                if chunk.is_empty() {
-                    break;
-                }
-                let points = chunk.len();
-                self.buckets.clear();
-                if self.request.bucketed {
-                    bucket(chunk.time(), &mut self.buckets).map_err(|reason| {
-                        AggregateError::Bucket {
-                            table: table.clone(),
-                            reason,
-                        }
-                    })?;
-                    if self.buckets.len() != points {
-                        return Err(AggregateError::Bucket {
-                            table: table.clone(),
-                            reason: format!("{} buckets for {points} times", self.buckets.len()),
-                        });
-                    }
-                    if let Some(n) = self.request.top_buckets {
-                        note_top(&mut self.top, &self.buckets, n.n);
-                    }
-                }
-                // The slot of every point: a lookup only where the bucket changes.
-                self.chunk_slots.clear();
-                let mut last: Option<(Option<i64>, u32)> = None;
-                for p in 0..points {
-                    let b = if self.request.bucketed {
-                        self.buckets[p]
-                    } else {
-                        None
-                    };
-                    let slot = match last {
-                        Some((lb, slot)) if lb == b => slot,
-                        _ => {
-                            let next = self.groups.keys.len() as u32;
-                            let slot = *self.groups.slots.entry((tag_set, b)).or_insert(next);
-                            if slot == next {
-                                self.groups.keys.push((tag_set, b));
-                            }
-                            slot
-                        }
-                    };
-                    last = Some((b, slot));
-                    self.chunk_slots.push(slot);
-                }
-                let slots = self.groups.keys.len();
-                for state in &mut self.states {
-                    state.grow(slots);
-                }
-                for (state, source) in self.states.iter_mut().zip(&sources) {
-                    let column = match source {
-                        None => None,
-                        Some(Some(i)) => Some(chunk.column(*i)),
-                        // The memtable never saw the field: every value is null.
-                        Some(None) => continue,
-                    };
-                    state.update(column, &self.chunk_slots);
-                }
-                spent += points;
-                let truncated = chunk.is_truncated();
-                let next_from = chunk.time().last().and_then(|t| t.checked_add(1));
-                match next_from {
-                    Some(t) if truncated => {
-                        from = t;
-                        self.position = ScanPosition {
-                            series: series_index,
-                            time_from: t,
-                        };
-                    }
-                    _ => break,
-                }
-                if self.groups.keys.len() >= self.request.groups_max {
-                    return self.emit(false).map(Some);
-                }
-                if spent >= budget {
-                    return Ok(None);
-                }
-            }
-            series_index += 1;
-            self.position = ScanPosition {
-                series: series_index,
-                time_from: i64::MIN,
+            self.pending.push(Pending {
+                series,
+                from: i64::MIN,
+                tag_set,
+                low_done: false,
+            });
+            // With top buckets one series at a time: the first one read whole raises the
+            // threshold the others start from.
+            let group = if self.request.top_buckets.is_some() {
+                1
+            } else {
+                GROUP_SERIES
             };
-            if self.groups.keys.len() >= self.request.groups_max {
-                return self.emit(false).map(Some);
+            if self.pending.len() >= group {
+                break;
             }
         }
-        if spent >= budget && series_index < scan.series_count() {
-            return Ok(None);
+        !self.pending.is_empty()
+    }
+
+    /// Adds one chunk of one series to the groups.
+    fn aggregate_chunk(
+        &mut self,
+        chunk: &crate::memtable::SeriesScan<'_>,
+        tag_set: u32,
+        sources: &[Option<Option<usize>>],
+        bucket: &mut BucketFn<'_>,
+        table: &str,
+    ) -> Result<(), AggregateError> {
+        let points = chunk.len();
+        self.buckets.clear();
+        if self.request.bucketed {
+            bucket(chunk.time(), &mut self.buckets).map_err(|reason| AggregateError::Bucket {
+                table: table.to_string(),
+                reason,
+            })?;
+            if self.buckets.len() != points {
+                return Err(AggregateError::Bucket {
+                    table: table.to_string(),
+                    reason: format!("{} buckets for {points} times", self.buckets.len()),
+                });
+            }
+            if let Some(n) = self.request.top_buckets {
+                note_top(&mut self.top, &self.buckets, n.n);
+            }
         }
-        self.finish_all()
+        // The slot of every point: a lookup only where the bucket changes.
+        self.chunk_slots.clear();
+        let mut last: Option<(Option<i64>, u32)> = None;
+        for p in 0..points {
+            let b = if self.request.bucketed {
+                self.buckets[p]
+            } else {
+                None
+            };
+            let slot = match last {
+                Some((lb, slot)) if lb == b => slot,
+                _ => {
+                    let next = self.groups.keys.len() as u32;
+                    let slot = *self.groups.slots.entry((tag_set, b)).or_insert(next);
+                    if slot == next {
+                        self.groups.keys.push((tag_set, b));
+                    }
+                    slot
+                }
+            };
+            last = Some((b, slot));
+            self.chunk_slots.push(slot);
+        }
+        let slots = self.groups.keys.len();
+        for state in &mut self.states {
+            state.grow(slots);
+        }
+        for (state, source) in self.states.iter_mut().zip(sources) {
+            let column = match source {
+                None => None,
+                Some(Some(i)) => Some(chunk.column(*i)),
+                // The memtable never saw the field: every value is null.
+                Some(None) => continue,
+            };
+            state.update(column, &self.chunk_slots);
+        }
+        Ok(())
     }
 
     fn finish_all(&mut self) -> Result<Option<RecordBatch>, AggregateError> {

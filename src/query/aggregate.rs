@@ -23,7 +23,10 @@
 //! first key is the bucket, reached through projections, exchanges and the `Final` aggregate)
 //! tells the shard that only the groups of the `n` latest buckets matter, and it reads each
 //! series from the `n`-th latest bucket it has seen on (see the shard module). Only for
-//! `date_bin(interval, time)` over nanosecond times, which floors and never yields null.
+//! `date_bin(interval, time)` over nanosecond times, which floors (null only for times within a
+//! stride of `i64::MIN`, which are always read); that bucket is also computed natively, exactly
+//! as DataFusion's `date_bin` does (`date_bin_ns`, tested against it), instead of through
+//! DataFusion's per-row checked arithmetic.
 
 use std::fmt;
 use std::pin::Pin;
@@ -114,11 +117,12 @@ enum GroupKey {
     /// Column `i` of the shard's output (a tag).
     Tag(usize),
     /// The bucket: the expression over `time` (rewritten to read column 0 of a one-column
-    /// batch), its output type, and whether it is a floor that never yields null.
+    /// batch), its output type, and for `date_bin(interval, time)` over nanoseconds its stride
+    /// (computed natively then, and it floors).
     Bucket {
         expr: Arc<dyn PhysicalExpr>,
         data_type: DataType,
-        floors: bool,
+        stride: Option<i64>,
     },
 }
 
@@ -128,10 +132,16 @@ struct BucketEval {
     expr: Arc<dyn PhysicalExpr>,
     /// One column, `time`, in the table's unit.
     schema: SchemaRef,
+    /// `date_bin`'s stride in nanoseconds, when computed natively.
+    stride: Option<i64>,
 }
 
 impl BucketEval {
     fn eval(&self, times: &[i64], out: &mut Vec<Option<i64>>) -> Result<(), String> {
+        if let Some(stride) = self.stride {
+            out.extend(times.iter().map(|&t| date_bin_ns(stride, t)));
+            return Ok(());
+        }
         let unit = match self.schema.field(0).data_type() {
             DataType::Timestamp(unit, _) => *unit,
             other => return Err(format!("time column of type {other}")),
@@ -183,32 +193,35 @@ fn reads_only_time(e: &Arc<dyn PhysicalExpr>) -> bool {
     time && !other
 }
 
-/// `date_bin(<literal interval>, time)`: a floor of time that yields null only on overflow,
-/// which nanosecond times with the default origin cannot reach.
-fn is_plain_date_bin(e: &Arc<dyn PhysicalExpr>, unit: TimeUnit) -> bool {
-    let Some(f) = e.downcast_ref::<ScalarFunctionExpr>() else {
-        return false;
+/// The stride in nanoseconds of `date_bin(<literal interval>, time)` over nanosecond times
+/// with the default origin, if `e` is that with a positive fixed-length interval.
+fn plain_date_bin_stride(e: &Arc<dyn PhysicalExpr>, unit: TimeUnit) -> Option<i64> {
+    use datafusion::common::ScalarValue;
+    const NS_PER_DAY: i64 = 86_400_000_000_000;
+    let f = e.downcast_ref::<ScalarFunctionExpr>()?;
+    if unit != TimeUnit::Nanosecond
+        || f.name() != "date_bin"
+        || f.args().len() != 2
+        || column_name(&f.args()[1]) != Some(TIME_COLUMN)
+    {
+        return None;
+    }
+    let stride = match f.args()[0].downcast_ref::<Literal>()?.value() {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => i64::from(v.days)
+            .checked_mul(NS_PER_DAY)?
+            .checked_add(v.nanoseconds)?,
+        ScalarValue::IntervalDayTime(Some(v)) => i64::from(v.days)
+            .checked_mul(NS_PER_DAY)?
+            .checked_add(i64::from(v.milliseconds).checked_mul(1_000_000)?)?,
+        _ => return None,
     };
-    let interval_positive = |a: &Arc<dyn PhysicalExpr>| {
-        use datafusion::common::ScalarValue;
-        match a.downcast_ref::<Literal>().map(Literal::value) {
-            Some(ScalarValue::IntervalMonthDayNano(Some(v))) => {
-                v.months == 0
-                    && v.days >= 0
-                    && v.nanoseconds >= 0
-                    && (v.days > 0 || v.nanoseconds > 0)
-            }
-            Some(ScalarValue::IntervalDayTime(Some(v))) => {
-                v.days >= 0 && v.milliseconds >= 0 && (v.days > 0 || v.milliseconds > 0)
-            }
-            _ => false,
-        }
-    };
-    unit == TimeUnit::Nanosecond
-        && f.name() == "date_bin"
-        && f.args().len() == 2
-        && interval_positive(&f.args()[0])
-        && column_name(&f.args()[1]) == Some(TIME_COLUMN)
+    (stride > 0).then_some(stride)
+}
+
+/// DataFusion's `date_bin(stride, t)` for nanosecond `t` and the default origin (the Unix
+/// epoch): the floor of `t` to a multiple of `stride`, null where that overflows.
+fn date_bin_ns(stride: i64, t: i64) -> Option<i64> {
+    t.checked_sub(t.rem_euclid(stride))
 }
 
 /// `ShardAggregateExec`: partition i is shard i's partial aggregate (module docs).
@@ -270,7 +283,7 @@ impl ShardAggregateExec {
                 })?
                 .data;
             keys.push(GroupKey::Bucket {
-                floors: is_plain_date_bin(e, table.time_unit),
+                stride: plain_date_bin_stride(e, table.time_unit),
                 expr: rewritten,
                 data_type,
             });
@@ -361,16 +374,23 @@ impl ShardAggregateExec {
     /// The same operator keeping only the groups of the `n` latest buckets, if DataFusion's
     /// group column `column` is a bucket that floors.
     fn with_top(&self, column: usize, n: usize) -> Option<ShardAggregateExec> {
-        match self.keys.get(column) {
-            Some(GroupKey::Bucket { floors: true, .. }) => {}
+        let stride = match self.keys.get(column) {
+            Some(GroupKey::Bucket {
+                stride: Some(stride),
+                ..
+            }) => *stride,
             _ => return None,
-        }
+        };
         let mut request = self.request.clone();
         let n = match request.top_buckets {
             Some(t) => t.n.min(n),
             None => n,
         };
-        request.top_buckets = Some(TopBuckets { n });
+        request.top_buckets = Some(TopBuckets {
+            n,
+            // Only times within a stride of i64::MIN have no bucket (the floor overflows).
+            null_below: i64::MIN.saturating_add(stride),
+        });
         Some(ShardAggregateExec {
             table_schema: self.table_schema.clone(),
             request,
@@ -486,8 +506,9 @@ impl ExecutionPlan for ShardAggregateExec {
         let cursor = AggregateCursor::new(&self.table_schema, self.request.clone())
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let bucket = self.keys.iter().find_map(|k| match k {
-            GroupKey::Bucket { expr, .. } => Some(BucketEval {
+            GroupKey::Bucket { expr, stride, .. } => Some(BucketEval {
                 expr: Arc::clone(expr),
+                stride: *stride,
                 schema: Arc::new(Schema::new(vec![Field::new(
                     TIME_COLUMN,
                     DataType::Timestamp(self.table_schema.time_unit, None),
@@ -677,4 +698,69 @@ fn partial_with_top(
         };
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::TimestampNanosecondArray;
+    use datafusion::arrow::datatypes::TimestampNanosecondType;
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    /// `date_bin_ns` answers what DataFusion's `date_bin` answers, overflow (null) included.
+    #[test]
+    fn native_date_bin_is_datafusions() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let mut times = vec![i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX, i64::MAX - 1];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            times.push(x as i64);
+            times.push((x % 10_000_000_000_000) as i64 - 5_000_000_000_000);
+        }
+        for (interval, stride) in [
+            ("1 nanosecond", 1),
+            ("7 seconds", 7_000_000_000),
+            ("1 hour", 3_600_000_000_000),
+            ("3 days", 259_200_000_000_000),
+        ] {
+            for t in [-stride, stride, stride - 1, 1 - stride] {
+                times.push(t);
+                times.push(i64::MIN.saturating_add(stride).saturating_add(t));
+            }
+            let schema = Arc::new(Schema::new(vec![Field::new(
+                "t",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            )]));
+            let batch = RecordBatch::try_new(
+                schema,
+                vec![Arc::new(TimestampNanosecondArray::from(times.clone()))],
+            )
+            .expect("a batch");
+            let ctx = SessionContext::new();
+            ctx.register_batch("t", batch).expect("registered");
+            let sql = format!("SELECT date_bin(INTERVAL '{interval}', t) FROM t");
+            let out = runtime
+                .block_on(async { ctx.sql(&sql).await?.collect().await })
+                .expect("date_bin runs");
+            let got: Vec<Option<i64>> = out
+                .iter()
+                .flat_map(|b| b.column(0).as_primitive::<TimestampNanosecondType>().iter())
+                .collect();
+            let ours: Vec<Option<i64>> = times.iter().map(|&t| date_bin_ns(stride, t)).collect();
+            assert_eq!(ours, got, "{interval}");
+            if stride > 1 {
+                assert!(
+                    ours.iter().any(Option::is_none),
+                    "{interval}: overflow covered"
+                );
+            }
+        }
+    }
 }

@@ -271,6 +271,7 @@ fn random_request(rng: &mut Rng) -> AggregateRequest {
         aggregates,
         top_buckets: (bucketed && rng.below(3) == 0).then(|| TopBuckets {
             n: 1 + rng.below(4) as usize,
+            null_below: i64::MIN,
         }),
         groups_max: [1, 3, 1000][rng.below(3) as usize],
     }
@@ -359,7 +360,10 @@ fn bad_requests_are_refused_with_context() {
     assert!(text(r).contains("groups_max"));
     let mut r = base;
     r.aggregates[0].field = Some(0);
-    r.top_buckets = Some(TopBuckets { n: 2 });
+    r.top_buckets = Some(TopBuckets {
+        n: 2,
+        null_below: i64::MIN,
+    });
     assert!(text(r).contains("top buckets"));
 }
 
