@@ -35,6 +35,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::ExecutionPlan;
 
 use crate::catalog::{Catalog, ColumnKind, Database, Precision, Table};
 use crate::mesh::Mesh;
@@ -196,6 +197,22 @@ async fn plan(
         .await
         .map_err(datafusion_error)?;
     Ok(Some(frame))
+}
+
+/// `plan` with `f` applied to each of its children (a rule's walk down the plan).
+fn rewrite_children(
+    plan: Arc<dyn ExecutionPlan>,
+    f: impl Fn(Arc<dyn ExecutionPlan>) -> datafusion::error::Result<Arc<dyn ExecutionPlan>>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    let children: Vec<_> = plan.children().into_iter().cloned().collect();
+    if children.is_empty() {
+        return Ok(plan);
+    }
+    let children = children
+        .into_iter()
+        .map(f)
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    datafusion::physical_plan::replace_children_if_necessary(plan, children)
 }
 
 /// Our error for a DataFusion one: a caught panic is internal, the rest are the query's.

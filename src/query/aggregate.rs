@@ -100,15 +100,7 @@ fn replace_partials(plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionP
             }
         }
     }
-    let children: Vec<_> = plan.children().into_iter().cloned().collect();
-    if children.is_empty() {
-        return Ok(plan);
-    }
-    let children = children
-        .into_iter()
-        .map(replace_partials)
-        .collect::<DfResult<Vec<_>>>()?;
-    replace_children_if_necessary(plan, children)
+    super::rewrite_children(plan, replace_partials)
 }
 
 /// A group key of the partial aggregate, as the shard computes it.
@@ -457,52 +449,16 @@ impl ExecutionPlan for ShardAggregateExec {
         "ShardAggregateExec"
     }
 
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
-    ) -> DfResult<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn replace_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-        _options: ReplaceChildrenOptions,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.replace_children(
-            children,
-            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-        )
-    }
+    super::scan::leaf_plan_methods!();
 
     fn execute(
         &self,
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        if shard_local::current() != Some(partition) {
-            let e = shard_local::with_memtable(partition, |_| ()).err();
-            return Err(DataFusionError::Internal(format!(
-                "aggregate of {}: {}",
-                self.request.scan.table,
-                e.map_or_else(|| "wrong thread".to_string(), |e| e.to_string())
-            )));
-        }
+        shard_local::check_thread(partition, || {
+            format!("aggregate of {}", self.request.scan.table)
+        })?;
         let cursor = AggregateCursor::new(&self.table_schema, self.request.clone())
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let bucket = self.keys.iter().find_map(|k| match k {
@@ -622,15 +578,7 @@ fn push_top(plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPlan>> {
             }
         }
     }
-    let children: Vec<_> = plan.children().into_iter().cloned().collect();
-    if children.is_empty() {
-        return Ok(plan);
-    }
-    let children = children
-        .into_iter()
-        .map(push_top)
-        .collect::<DfResult<Vec<_>>>()?;
-    replace_children_if_necessary(plan, children)
+    super::rewrite_children(plan, push_top)
 }
 
 /// `plan` with its shard aggregate told to keep the `n` latest buckets, if output column

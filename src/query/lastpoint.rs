@@ -63,15 +63,7 @@ fn rewrite(plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPlan>> {
             }
         }
     }
-    let children: Vec<_> = plan.children().into_iter().cloned().collect();
-    if children.is_empty() {
-        return Ok(plan);
-    }
-    let children = children
-        .into_iter()
-        .map(rewrite)
-        .collect::<DfResult<Vec<_>>>()?;
-    replace_children_if_necessary(plan, children)
+    super::rewrite_children(plan, rewrite)
 }
 
 /// The column a physical expression is, if it is a plain column of `input`.

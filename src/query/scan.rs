@@ -33,6 +33,46 @@ use futures_lite::Stream;
 
 use super::shard_local;
 
+/// The `ExecutionPlan` methods of a leaf of ours (a shard scan or aggregate): no children, no
+/// expressions to show DataFusion's rules, `properties` in a field of that name.
+macro_rules! leaf_plan_methods {
+    () => {
+        fn properties(&self) -> &Arc<PlanProperties> {
+            &self.properties
+        }
+
+        fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+            vec![]
+        }
+
+        fn apply_expressions(
+            &self,
+            _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+        ) -> DfResult<TreeNodeRecursion> {
+            Ok(TreeNodeRecursion::Continue)
+        }
+
+        fn replace_children(
+            self: Arc<Self>,
+            _children: Vec<Arc<dyn ExecutionPlan>>,
+            _options: ReplaceChildrenOptions,
+        ) -> DfResult<Arc<dyn ExecutionPlan>> {
+            Ok(self)
+        }
+
+        fn with_new_children(
+            self: Arc<Self>,
+            children: Vec<Arc<dyn ExecutionPlan>>,
+        ) -> DfResult<Arc<dyn ExecutionPlan>> {
+            self.replace_children(
+                children,
+                ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+            )
+        }
+    };
+}
+pub(super) use leaf_plan_methods;
+
 /// One table's scan, one partition per shard.
 #[derive(Debug)]
 pub struct ShardScanExec {
@@ -135,52 +175,14 @@ impl ExecutionPlan for ShardScanExec {
         "ShardScanExec"
     }
 
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
-    ) -> DfResult<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn replace_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-        _options: ReplaceChildrenOptions,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.replace_children(
-            children,
-            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-        )
-    }
+    leaf_plan_methods!();
 
     fn execute(
         &self,
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        if shard_local::current() != Some(partition) {
-            let e = shard_local::with_memtable(partition, |_| ()).err();
-            return Err(DataFusionError::Internal(format!(
-                "scan of {}: {}",
-                self.request.table,
-                e.map_or_else(|| "wrong thread".to_string(), |e| e.to_string())
-            )));
-        }
+        shard_local::check_thread(partition, || format!("scan of {}", self.request.table))?;
         let cursor = ScanCursor::new(&self.schema, &self.request)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(Box::pin(ScanStream {

@@ -27,6 +27,23 @@ pub fn current() -> Option<usize> {
     SHARD.with(|s| s.borrow().as_ref().map(|(id, _)| *id))
 }
 
+/// An internal error naming `what` unless this is shard `partition`'s thread: a plan leaf's
+/// first check in `execute`.
+pub fn check_thread(
+    partition: usize,
+    what: impl FnOnce() -> String,
+) -> datafusion::error::Result<()> {
+    if current() == Some(partition) {
+        return Ok(());
+    }
+    let e = with_memtable(partition, |_| ()).err();
+    Err(datafusion::error::DataFusionError::Internal(format!(
+        "{}: {}",
+        what(),
+        e.map_or_else(|| "wrong thread".to_string(), |e| e.to_string())
+    )))
+}
+
 /// Why shard-local data was not reachable.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
