@@ -496,7 +496,14 @@ impl std::fmt::Debug for AggregateCursor {
 
 impl AggregateCursor {
     /// Checks the request against the schema (the memtable is checked on every call).
-    pub fn new(schema: &TableSchema, request: AggregateRequest) -> Result<Self, AggregateError> {
+    pub fn new(
+        schema: &TableSchema,
+        mut request: AggregateRequest,
+    ) -> Result<Self, AggregateError> {
+        // Allowed tag values sorted once, for `passes`' binary search.
+        for (_, values) in &mut request.scan.tag_filters {
+            values.sort_unstable();
+        }
         let output = output_schema(schema, &request)?;
         if request.groups_max == 0 {
             return Err(AggregateError::Request {
@@ -661,15 +668,11 @@ impl AggregateCursor {
 
     /// Starts the next group of series that pass the tag filters; false when none is left.
     fn take_group(&mut self, scan: &crate::memtable::TableScan<'_>) -> bool {
-        let mut filters = self.request.scan.tag_filters.clone();
-        for (_, values) in &mut filters {
-            values.sort_unstable();
-        }
         for s in scan.series_refs_from(self.next_series) {
             let series = self.next_series;
             self.next_series += 1;
             let key = s.key();
-            if !crate::scan::passes(key, &filters) {
+            if !crate::scan::passes(key, &self.request.scan.tag_filters) {
                 continue;
             }
             let values: Vec<Option<String>> = self

@@ -531,7 +531,7 @@ impl Stream for AggregateStream {
             if this.failed || this.cursor.is_done() {
                 return this.metrics.record_poll(Poll::Ready(None));
             }
-            if shard_local::current() == Some(this.shard) && glommio::executor().need_preempt() {
+            if shard_local::preempt_due(this.shard) {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }

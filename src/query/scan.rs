@@ -215,9 +215,7 @@ impl Stream for ScanStream {
         if self.done {
             return Poll::Ready(None);
         }
-        // Only on its own shard's thread (checked by `execute`, and again below) is there a
-        // glommio executor to ask.
-        if shard_local::current() == Some(self.shard) && glommio::executor().need_preempt() {
+        if shard_local::preempt_due(self.shard) {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }

@@ -27,6 +27,13 @@ pub fn current() -> Option<usize> {
     SHARD.with(|s| s.borrow().as_ref().map(|(id, _)| *id))
 }
 
+/// Whether this is shard `shard`'s thread and its reactor wants the core back (the preemption
+/// timer fired): a long plan leaf then returns `Pending` and wakes itself. Only on a shard's
+/// own thread is there a glommio executor to ask.
+pub fn preempt_due(shard: usize) -> bool {
+    current() == Some(shard) && glommio::executor().need_preempt()
+}
+
 /// An internal error naming `what` unless this is shard `partition`'s thread: a plan leaf's
 /// first check in `execute`.
 pub fn check_thread(
