@@ -116,6 +116,12 @@ pub struct Config {
     pub memtable_bytes_per_shard_max: usize,
     /// How long a write waits for memtable room before it is answered 429.
     pub memtable_full_wait_ms: u64,
+    /// A shard's memtable holding this many bytes is flushed to segments.
+    pub memtable_flush_bytes_per_shard: usize,
+    /// A memtable this old (since its first write) is flushed; 0: never by age.
+    pub memtable_flush_age_ms: u64,
+    /// Memory of decoded segments each shard keeps for queries.
+    pub segment_cache_bytes_per_shard: usize,
     /// A SQL statement running longer is cancelled and answered 500.
     pub query_timeout_ms: u64,
     /// Whether passwords are checked (off: the user must exist, the password is ignored).
@@ -139,6 +145,9 @@ impl Default for Config {
             wal_segment_bytes: 64 << 20,
             memtable_bytes_per_shard_max: 1 << 30,
             memtable_full_wait_ms: 5_000,
+            memtable_flush_bytes_per_shard: 512 << 20,
+            memtable_flush_age_ms: 900_000,
+            segment_cache_bytes_per_shard: 256 << 20,
             query_timeout_ms: 300_000,
             auth: false,
             io_memory_bytes_per_shard: 2 * 1024 * 1024,
@@ -191,7 +200,11 @@ impl Config {
     /// Rejects values the server cannot run with, naming the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let h = &self.http;
-        let checks: [(&str, bool); 11] = [
+        let checks: [(&str, bool); 12] = [
+            (
+                "memtable_flush_bytes_per_shard must be > 0",
+                self.memtable_flush_bytes_per_shard > 0,
+            ),
             ("query_timeout_ms must be > 0", self.query_timeout_ms > 0),
             (
                 "wal_segment_bytes must be a positive multiple of 4096",
@@ -278,6 +291,12 @@ wal_segment_bytes = {wal_segment_bytes}
 # Memory one shard's memtable may hold; past it writes wait memtable_full_wait_ms, then get 429.
 memtable_bytes_per_shard_max = {memtable_bytes}
 memtable_full_wait_ms = {memtable_wait}
+# A shard's memtable is flushed to Parquet segments once it holds this many bytes, or this long
+# after its first write (0: never by age). While one flushes, a new memtable takes writes.
+memtable_flush_bytes_per_shard = {flush_bytes}
+memtable_flush_age_ms = {flush_age}
+# Memory of decoded segments each shard keeps for queries (least recently used goes first).
+segment_cache_bytes_per_shard = {segment_cache}
 # A SQL statement running longer is cancelled and answered 500.
 query_timeout_ms = {query_timeout_ms}
 # Check passwords (false: the user must exist, the password is ignored). Flag --auth, env CHRONOSHARD_AUTH.
@@ -318,6 +337,9 @@ balance_connections = {balance_connections}
         wal_segment_bytes = c.wal_segment_bytes,
         memtable_bytes = c.memtable_bytes_per_shard_max,
         memtable_wait = c.memtable_full_wait_ms,
+        flush_bytes = c.memtable_flush_bytes_per_shard,
+        flush_age = c.memtable_flush_age_ms,
+        segment_cache = c.segment_cache_bytes_per_shard,
         query_timeout_ms = c.query_timeout_ms,
         auth = c.auth,
         io_memory = c.io_memory_bytes_per_shard,

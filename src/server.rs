@@ -5,6 +5,7 @@
 //! port), start the shards and wait until each has bound its SO_REUSEPORT listener, then log the
 //! one start-up line. Any failure on the way is one line on stderr and a non-zero exit.
 
+pub mod flush;
 pub mod inbox;
 pub mod shard;
 pub mod stop;
@@ -221,6 +222,7 @@ async fn shard_main(
         }
     }
     glommio::spawn_local(inbox::run(ctx.clone(), inbox)).detach();
+    flush::start(ctx.clone());
     serving.await;
     if let Some(engine) = ctx.engine() {
         if let Err(e) = engine.close().await {
@@ -243,6 +245,9 @@ fn engine_options(ctx: &ShardCtx) -> EngineOptions {
         wal_segment_bytes: c.wal_segment_bytes,
         memtable_bytes_max: c.memtable_bytes_per_shard_max,
         full_wait: Duration::from_millis(c.memtable_full_wait_ms),
+        flush_bytes: c.memtable_flush_bytes_per_shard,
+        flush_age: Duration::from_millis(c.memtable_flush_age_ms),
+        segment_cache_bytes: c.segment_cache_bytes_per_shard,
     }
 }
 

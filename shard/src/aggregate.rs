@@ -546,6 +546,24 @@ impl AggregateCursor {
         Arc::clone(&self.output)
     }
 
+    /// The request it runs.
+    pub fn request(&self) -> &AggregateRequest {
+        &self.request
+    }
+
+    /// The fields the aggregates read.
+    pub fn read_fields(&self) -> Option<Vec<String>> {
+        let mut names: Vec<String> = Vec::new();
+        for a in &self.request.aggregates {
+            if let Some((name, _)) = a.field.and_then(|f| self.schema.fields.get(f)) {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+        }
+        Some(names)
+    }
+
     /// True once every point has been aggregated and every group emitted.
     pub fn is_done(&self) -> bool {
         self.done
@@ -560,15 +578,24 @@ impl AggregateCursor {
         budget: usize,
         bucket: &mut BucketFn<'_>,
     ) -> Result<Option<RecordBatch>, AggregateError> {
+        let r = &self.request.scan;
+        let scan = memtable.scan(&r.tenant, &r.database, &r.table);
+        self.advance_on(scan, budget, bucket)
+    }
+
+    /// Like `advance`, over a table already found (None: nothing of it is held), e.g. several
+    /// layers of it merged. Every call of one cursor must see the same table (the same layers).
+    pub fn advance_on(
+        &mut self,
+        scan: Option<crate::memtable::TableScan<'_>>,
+        budget: usize,
+        bucket: &mut BucketFn<'_>,
+    ) -> Result<Option<RecordBatch>, AggregateError> {
         if self.done {
             return Ok(None);
         }
         let table = self.request.scan.table_name();
-        let Some(scan) = memtable.scan(
-            &self.request.scan.tenant,
-            &self.request.scan.database,
-            &self.request.scan.table,
-        ) else {
+        let Some(scan) = scan else {
             return self.finish_all();
         };
         // Memtable column of each aggregate's field, checked against the catalog's type.

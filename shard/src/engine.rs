@@ -1,34 +1,96 @@
-//! One shard's storage engine: the WAL and the memtable behind one `write`.
+//! One shard's storage engine: the WAL, the memtable and the segments behind `write`, `delete`,
+//! `flush` and reads.
 //!
 //! `write` admits a batch only if the memtable has room for it (waiting up to a bound, then
 //! `Busy`), appends it to the WAL (returning once durable per the WAL mode: group commit shares
 //! one write and one fdatasync among all appends queued meanwhile), then applies it to the
-//! memtable. Admission comes first so the WAL never holds rows the memtable refused. On open,
-//! every WAL record is replayed into the memtable.
+//! memtable. Admission comes first so the WAL never holds rows the memtable refused.
+//!
+//! # Flush
+//!
+//! `flush` freezes the memtable (a new empty one takes writes at once), writes the frozen one's
+//! tables as segments (`segment`, one per table and time partition, sorted by series then
+//! time), makes them durable, replaces the manifest (`manifest`) with the new segment list and
+//! the WAL checkpoint, deletes the WAL segments wholly before the checkpoint, and drops the
+//! frozen memtable. The checkpoint is the lowest sequence number whose rows may not be in the
+//! frozen memtable: the oldest append still in flight at the freeze (appended, not yet applied),
+//! else the next sequence number. Replay after a crash applies every record from the checkpoint
+//! on; a record before it is in a segment. A record at or after it may also be in a segment (it
+//! completed before the freeze while an older one was in flight); replaying it again is an
+//! upsert of the same values, so nothing changes.
+//!
+//! # Deletes and segments
+//!
+//! A delete is logged, applied to the memtable and the frozen one, and kept as a tombstone
+//! (with its sequence number) that removes matching points of every segment flushed before it
+//! (`Tombstone::applies_to`). Tombstones are persisted in the manifest, so they outlive the WAL
+//! records they came from, and dropped when no live segment is older than them.
+//!
+//! # Reads
+//!
+//! A read (`open_read`) pins what it will see for its whole life: the segments of its table
+//! that overlap its time range (decoded into read-only memtables, from a bounded cache or by a
+//! load task on this shard), the frozen memtable if any, and the memtable. A freeze during a
+//! read hands the read the frozen memtable in place of the live one, so a paused scan keeps
+//! reading the same layers, in the same order. `with_read` runs a scan step over the layers
+//! merged (`memtable::Layered`: newest layer wins per series, time and field), or returns
+//! `Pending` while segments are still loading. Open reads are bounded (`READS_MAX`); the
+//! oldest is evicted past it, and its next step fails.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use glommio::timer::Timer;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::batch::{self, Delete, Record, WriteBatch};
-use crate::io::DmaStorage;
-use crate::memtable::Memtable;
+use crate::io::{DmaStorage, Storage};
+use crate::manifest::{self, Manifest, ManifestError, SegmentMeta, Tombstone};
+use crate::memtable::{Layered, Memtable, TableScan, Union};
+use crate::segment::{self, SegmentError};
 use crate::wal::{Wal, WalOptions};
 
 pub use crate::wal::WalMode;
 
+#[cfg(test)]
+mod tests;
+
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// The shard's directory (`data/shard-N`); the WAL lives in `wal/` below it.
+    /// The shard's directory (`data/shard-N`); the WAL lives in `wal/` below it, segments in
+    /// `segments/`, the manifest in `MANIFEST`.
     pub dir: PathBuf,
     pub wal_mode: WalMode,
     pub wal_segment_bytes: u64,
     pub memtable_bytes_max: usize,
     /// How long a write waits for memtable room before `Busy`.
     pub full_wait: Duration,
+    /// A memtable holding this many bytes is due for a flush.
+    pub flush_bytes: usize,
+    /// A memtable this old (since its first write) is due for a flush; zero: never by age.
+    pub flush_age: Duration,
+    /// Bytes of decoded segments kept for reads.
+    pub segment_cache_bytes: usize,
+}
+
+impl EngineOptions {
+    /// Options for tests and tools: sync WAL, 64 MiB segments, 1 GiB memtable flushed at half.
+    pub fn new(dir: impl Into<PathBuf>) -> EngineOptions {
+        EngineOptions {
+            dir: dir.into(),
+            wal_mode: WalMode::Sync,
+            wal_segment_bytes: 64 << 20,
+            memtable_bytes_max: 1 << 30,
+            full_wait: Duration::from_secs(5),
+            flush_bytes: 512 << 20,
+            flush_age: Duration::ZERO,
+            segment_cache_bytes: 256 << 20,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +103,18 @@ pub enum EngineError {
     Replay { seq: u64, source: batch::BatchError },
     #[error("memtable: {0}")]
     Memtable(#[from] crate::memtable::MemtableError),
+    #[error("flush: {0}")]
+    Segment(#[from] SegmentError),
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    #[error("storage: {0}")]
+    Io(#[from] crate::io::IoError),
+    #[error("a flush is already running")]
+    FlushRunning,
+    #[error("read {0} is no longer open (too many reads at once, or the shard is stopping)")]
+    ReadGone(u64),
+    #[error("reading segment {id} ({path}): {why}")]
+    SegmentRead { id: u64, path: String, why: String },
 }
 
 /// What an engine holds, for /metrics and tests.
@@ -51,6 +125,10 @@ pub struct EngineStats {
     pub memtable_bytes: u64,
     pub wal_appends: u64,
     pub wal_syncs: u64,
+    pub segments: u64,
+    pub segment_bytes: u64,
+    pub segment_rows: u64,
+    pub flushes: u64,
 }
 
 /// What replay found at open.
@@ -58,33 +136,192 @@ pub struct EngineStats {
 pub struct ReplaySummary {
     pub records: u64,
     pub rows: u64,
+    /// Records before the manifest's checkpoint, skipped (their rows are in segments).
+    pub skipped: u64,
+    pub segments: u64,
 }
 
-pub struct Engine {
-    wal: Wal<DmaStorage>,
-    memtable: RefCell<Memtable>,
-    /// Bytes admitted but not yet in the memtable (their WAL append is in flight).
-    reserved: Cell<usize>,
-    options: EngineOptions,
+/// What one flush did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushSummary {
+    pub segments: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub checkpoint: u64,
+    pub wal_segments_removed: u64,
 }
 
+/// Open reads at once, per shard.
+const READS_MAX: usize = 4096;
 /// Poll period while waiting for memtable room.
 const ROOM_POLL_MS: u64 = 10;
 
-impl Engine {
-    /// Opens the shard's WAL, replays it into a fresh memtable, and returns the engine.
+/// One layer of a read, oldest first.
+enum Layer {
+    /// A decoded segment; None while its load task runs.
+    Segment(Option<Rc<Memtable>>),
+    /// A frozen memtable.
+    Frozen(Rc<RefCell<Memtable>>),
+    /// The live memtable.
+    Live,
+}
+
+/// Which layers hold the read's table, fixed at its first step.
+enum Shape {
+    /// None of them.
+    Empty,
+    /// One layer: read it as it is (it may gain series while the read runs).
+    One(usize),
+    /// Several: merged through their union, built once.
+    Many(Vec<usize>, Union),
+}
+
+struct Read {
+    tenant: String,
+    database: String,
+    table: String,
+    layers: Vec<Layer>,
+    shape: Option<Shape>,
+    loading: usize,
+    waker: Option<Waker>,
+    error: Option<String>,
+}
+
+/// Decoded segments, bounded in bytes (least recently used goes first).
+#[derive(Default)]
+struct SegmentCache {
+    entries: HashMap<(u64, Option<Vec<String>>), (Rc<Memtable>, u64)>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl SegmentCache {
+    fn get(&mut self, key: &(u64, Option<Vec<String>>)) -> Option<Rc<Memtable>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(key).map(|(m, t)| {
+            *t = tick;
+            Rc::clone(m)
+        })
+    }
+
+    fn put(&mut self, key: (u64, Option<Vec<String>>), m: Rc<Memtable>, max: usize) {
+        let size = m.bytes();
+        if size > max {
+            return;
+        }
+        while self.bytes + size > max {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((old, _)) = self.entries.remove(&oldest) {
+                self.bytes -= old.bytes();
+            }
+        }
+        self.tick += 1;
+        self.bytes += size;
+        if let Some((old, _)) = self.entries.insert(key, (m, self.tick)) {
+            self.bytes -= old.bytes();
+        }
+    }
+
+    /// Drops every entry of segments for which `stale` holds.
+    fn drop_where(&mut self, stale: impl Fn(u64) -> bool) {
+        let before = std::mem::take(&mut self.entries);
+        for (k, v) in before {
+            if stale(k.0) {
+                self.bytes -= v.0.bytes();
+            } else {
+                self.entries.insert(k, v);
+            }
+        }
+    }
+}
+
+pub struct Engine<S: Storage + Clone + 'static = DmaStorage> {
+    wal: Wal<S>,
+    storage: S,
+    memtable: RefCell<Memtable>,
+    /// When the live memtable got its first write since it was last frozen.
+    memtable_since: Cell<Option<Instant>>,
+    frozen: RefCell<Option<Rc<RefCell<Memtable>>>>,
+    /// The frozen memtable's checkpoint (kept for a flush retried after a failure).
+    frozen_at: Cell<u64>,
+    /// The durable manifest (what a restart sees).
+    manifest: RefCell<Manifest>,
+    /// Every tombstone that may apply to a live segment: the manifest's and newer ones.
+    tombstones: RefCell<Vec<Tombstone>>,
+    /// Sequence numbers appended but not yet applied to the memtable.
+    inflight: RefCell<BTreeMap<u64, ()>>,
+    /// Bytes admitted but not yet in the memtable (their WAL append is in flight).
+    reserved: Cell<usize>,
+    flushing: Cell<bool>,
+    flushes: Cell<u64>,
+    reads: RefCell<BTreeMap<u64, Read>>,
+    next_read: Cell<u64>,
+    cache: RefCell<SegmentCache>,
+    options: EngineOptions,
+}
+
+/// Removes an in-flight sequence number however the write ends.
+struct Inflight<'a>(&'a RefCell<BTreeMap<u64, ()>>, u64);
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0.borrow_mut().remove(&self.1);
+    }
+}
+
+impl Engine<DmaStorage> {
+    /// Opens the shard's manifest and WAL in `options.dir`, replays the WAL from the
+    /// checkpoint into a fresh memtable, and returns the engine.
     pub async fn open(options: EngineOptions) -> Result<(Engine, ReplaySummary), EngineError> {
         let storage = DmaStorage::new(&options.dir);
+        Engine::open_on(storage, options).await
+    }
+}
+
+impl<S: Storage + Clone + 'static> Engine<S> {
+    /// `open` over any storage rooted at the shard's directory (crash tests use `SimStorage`).
+    pub async fn open_on(
+        storage: S,
+        options: EngineOptions,
+    ) -> Result<(Engine<S>, ReplaySummary), EngineError> {
+        storage.create_dir("").await?;
+        storage.create_dir(manifest::SEGMENTS_DIR).await?;
+        let manifest = Manifest::load(&storage).await?;
+        // Segment files the manifest does not list are from a flush that did not finish.
+        for name in storage.list(manifest::SEGMENTS_DIR).await? {
+            let listed = manifest.segments.iter().any(|s| s.path().ends_with(&name));
+            if !listed {
+                let path = crate::io::join(manifest::SEGMENTS_DIR, &name);
+                warn!(file = %storage.describe(&path).display(), "removing a segment no manifest lists (an unfinished flush)");
+                storage.remove(&path).await?;
+            }
+        }
         let wal_options = WalOptions {
             segment_bytes: options.wal_segment_bytes,
             ..WalOptions::new(options.wal_mode)
         };
         // Streamed: one record in memory at a time, however long the log.
-        let mut replay = Wal::open_streaming(storage, "wal", wal_options).await?;
+        let mut replay = Wal::open_streaming(storage.clone(), "wal", wal_options).await?;
         let mut memtable = Memtable::new(usize::MAX);
-        let mut summary = ReplaySummary::default();
+        let mut tombstones = manifest.tombstones.clone();
+        let mut summary = ReplaySummary {
+            segments: manifest.segments.len() as u64,
+            ..ReplaySummary::default()
+        };
         while let Some(record) = replay.next_record().await? {
             let seq = record.seq;
+            if seq < manifest.wal_checkpoint {
+                summary.skipped += 1;
+                continue;
+            }
             let record = batch::decode_record(&record.payload)
                 .map_err(|source| EngineError::Replay { seq, source })?;
             match record {
@@ -96,16 +333,40 @@ impl Engine {
                 }
                 Record::Delete(d) => {
                     memtable.delete(&d);
+                    if !tombstones.iter().any(|t| t.seq == seq) {
+                        tombstones.push(Tombstone::new(seq, &d));
+                    }
                 }
             }
             summary.records += 1;
         }
         let wal = replay.into_wal().await?;
-        info!(dir = %options.dir.display(), records = summary.records, rows = summary.rows, "WAL replayed");
+        info!(
+            dir = %options.dir.display(),
+            records = summary.records,
+            rows = summary.rows,
+            skipped = summary.skipped,
+            segments = summary.segments,
+            checkpoint = manifest.wal_checkpoint,
+            "WAL replayed"
+        );
+        let since = (!memtable.is_empty()).then(Instant::now);
         let engine = Engine {
             wal,
+            storage,
             memtable: RefCell::new(memtable),
+            memtable_since: Cell::new(since),
+            frozen: RefCell::new(None),
+            frozen_at: Cell::new(0),
+            manifest: RefCell::new(manifest),
+            tombstones: RefCell::new(tombstones),
+            inflight: RefCell::new(BTreeMap::new()),
             reserved: Cell::new(0),
+            flushing: Cell::new(false),
+            flushes: Cell::new(0),
+            reads: RefCell::new(BTreeMap::new()),
+            next_read: Cell::new(1),
+            cache: RefCell::new(SegmentCache::default()),
             options,
         };
         Ok((engine, summary))
@@ -119,9 +380,11 @@ impl Engine {
         self.admit(need).await?;
         let mut payload = Vec::with_capacity(batch.rows() * 64);
         batch::encode(batch, &mut payload);
-        let appended = self.wal.append(&payload).await;
-        let applied = appended.map_err(EngineError::from).and_then(|_| {
+        let applied = self.append(&payload).await.and_then(|_guard| {
             let mut m = self.memtable.borrow_mut();
+            if self.memtable_since.get().is_none() {
+                self.memtable_since.set(Some(Instant::now()));
+            }
             batch
                 .tables
                 .iter()
@@ -132,14 +395,43 @@ impl Engine {
         applied
     }
 
+    /// Appends a record and waits for its durability; the guard keeps its sequence number in
+    /// flight (a freeze's checkpoint stays at or before it) until the caller has applied it.
+    async fn append(&self, payload: &[u8]) -> Result<Inflight<'_>, EngineError> {
+        let seq = self.wal.append_unconfirmed(payload).await?;
+        self.inflight.borrow_mut().insert(seq, ());
+        let guard = Inflight(&self.inflight, seq);
+        self.wal.confirm(seq).await?;
+        Ok(guard)
+    }
+
     /// Makes `delete` durable (per the WAL mode), then removes what it matches from the
-    /// memtable; returns the points removed. Logged first so that a crash after the answer
-    /// cannot bring the points back on replay.
+    /// memtable, the frozen one and (by a tombstone) the segments; returns the points removed
+    /// from the memtables. Logged first so that a crash after the answer cannot bring the
+    /// points back on replay.
     pub async fn delete(&self, delete: &Delete) -> Result<usize, EngineError> {
         let mut payload = Vec::with_capacity(128);
         batch::encode_delete(delete, &mut payload);
-        self.wal.append(&payload).await?;
-        Ok(self.memtable.borrow_mut().delete(delete))
+        let guard = self.append(&payload).await?;
+        let seq = guard.1;
+        let mut removed = self.memtable.borrow_mut().delete(delete);
+        if let Some(f) = self.frozen.borrow().as_ref() {
+            removed += f.borrow_mut().delete(delete);
+        }
+        let tombstone = Tombstone::new(seq, delete);
+        let hit: Vec<u64> = {
+            let m = self.manifest.borrow();
+            m.segments
+                .iter()
+                .filter(|s| tombstone.applies_to(s))
+                .map(|s| s.id)
+                .collect()
+        };
+        if !hit.is_empty() {
+            self.tombstones.borrow_mut().push(tombstone);
+            self.cache.borrow_mut().drop_where(|id| hit.contains(&id));
+        }
+        Ok(removed)
     }
 
     fn cost(&self, batch: &WriteBatch) -> Result<usize, EngineError> {
@@ -173,18 +465,516 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         let m = self.memtable.borrow();
         let w = self.wal.stats();
+        let manifest = self.manifest.borrow();
         EngineStats {
             rows: m.rows() as u64,
             series: m.series_count() as u64,
             memtable_bytes: m.bytes() as u64,
             wal_appends: w.appends,
             wal_syncs: w.syncs,
+            segments: manifest.segments.len() as u64,
+            segment_bytes: manifest.segments.iter().map(|s| s.bytes).sum(),
+            segment_rows: manifest.segments.iter().map(|s| s.rows).sum(),
+            flushes: self.flushes.get(),
         }
     }
 
-    /// Read access for scans and tests.
-    pub fn memtable(&self) -> std::cell::Ref<'_, Memtable> {
+    /// Read access to the live memtable, for tests.
+    pub fn memtable(&self) -> Ref<'_, Memtable> {
         self.memtable.borrow()
+    }
+
+    /// The live segments, as the durable manifest lists them.
+    pub fn segments(&self) -> Vec<SegmentMeta> {
+        self.manifest.borrow().segments.clone()
+    }
+
+    /// Whether the memtable is due for a flush (by size or age) and none is running.
+    pub fn flush_due(&self) -> bool {
+        if self.flushing.get() {
+            return false;
+        }
+        let m = self.memtable.borrow();
+        if m.is_empty() {
+            return false;
+        }
+        let old = !self.options.flush_age.is_zero()
+            && self
+                .memtable_since
+                .get()
+                .is_some_and(|t| t.elapsed() >= self.options.flush_age);
+        m.bytes() >= self.options.flush_bytes || old
+    }
+
+    /// Freezes the memtable and writes it as segments (see the module docs). `partition`
+    /// gives a database's time partition width, in its time unit (`i64::MAX`: one partition).
+    /// Does nothing with an empty memtable. One flush at a time.
+    pub async fn flush(
+        &self,
+        partition: &dyn Fn(&str, &str) -> i64,
+    ) -> Result<FlushSummary, EngineError> {
+        if self.flushing.replace(true) {
+            return Err(EngineError::FlushRunning);
+        }
+        let result = self.flush_inner(partition).await;
+        self.flushing.set(false);
+        if result.is_ok() {
+            self.flushes.set(self.flushes.get() + 1);
+        }
+        result
+    }
+
+    async fn flush_inner(
+        &self,
+        partition: &dyn Fn(&str, &str) -> i64,
+    ) -> Result<FlushSummary, EngineError> {
+        // A frozen memtable left by a failed flush is flushed first, alone.
+        let existing = self.frozen.borrow().clone();
+        let (frozen, checkpoint) = match existing {
+            Some(f) => (f, self.frozen_at.get()),
+            None => {
+                if self.memtable.borrow().is_empty() {
+                    return Ok(FlushSummary::default());
+                }
+                self.freeze()
+            }
+        };
+        let mut summary = FlushSummary {
+            checkpoint,
+            ..FlushSummary::default()
+        };
+        // Every record before the checkpoint durable, whatever the WAL mode: after the manifest
+        // names the checkpoint, replay never looks before it, and the log must not restart
+        // numbering below it.
+        self.wal.sync().await?;
+        let mut next_id = self.manifest.borrow().next_segment;
+        let mut written: Vec<SegmentMeta> = Vec::new();
+        let tables: Vec<(String, String, String)> = frozen
+            .borrow()
+            .tables()
+            .map(|t| {
+                (
+                    t.tenant.to_string(),
+                    t.database.to_string(),
+                    t.table.to_string(),
+                )
+            })
+            .collect();
+        for (tenant, database, table) in tables {
+            let width = partition(&tenant, &database).max(1);
+            for (lo, hi) in self.partitions(&frozen, (&tenant, &database, &table), width) {
+                let id = next_id;
+                next_id += 1;
+                let path = manifest::segment_path(id);
+                let Some(encoded) = self
+                    .encode_partition(&frozen, (&tenant, &database, &table), (lo, hi), &path)
+                    .await?
+                else {
+                    continue;
+                };
+                segment::write_file(&self.storage, &path, &encoded.bytes).await?;
+                summary.segments += 1;
+                summary.rows += encoded.rows;
+                summary.bytes += encoded.bytes.len() as u64;
+                written.push(SegmentMeta {
+                    id,
+                    tenant: tenant.clone(),
+                    database: database.clone(),
+                    table: table.clone(),
+                    min_time: encoded.min_time,
+                    max_time: encoded.max_time,
+                    rows: encoded.rows,
+                    series: encoded.series,
+                    bytes: encoded.bytes.len() as u64,
+                    flushed_seq: checkpoint,
+                });
+            }
+        }
+        self.storage.sync_dir(manifest::SEGMENTS_DIR).await?;
+        let mut next = self.manifest.borrow().clone();
+        next.version += 1;
+        next.wal_checkpoint = checkpoint;
+        next.next_segment = next_id;
+        next.segments.extend(written);
+        next.tombstones = self
+            .tombstones
+            .borrow()
+            .iter()
+            .filter(|t| next.segments.iter().any(|s| t.applies_to(s)))
+            .cloned()
+            .collect();
+        next.store(&self.storage).await?;
+        *self.manifest.borrow_mut() = next;
+        // The frozen memtable's rows are now in segments: new reads use those.
+        *self.frozen.borrow_mut() = None;
+        summary.wal_segments_removed = self.wal.remove_segments_before(checkpoint).await? as u64;
+        info!(
+            dir = %self.options.dir.display(),
+            segments = summary.segments,
+            rows = summary.rows,
+            bytes = summary.bytes,
+            checkpoint,
+            "memtable flushed"
+        );
+        Ok(summary)
+    }
+
+    /// Swaps in an empty memtable; the full one becomes the frozen one, and open reads of the
+    /// live memtable switch to it. Returns it and its checkpoint.
+    fn freeze(&self) -> (Rc<RefCell<Memtable>>, u64) {
+        let checkpoint = self
+            .inflight
+            .borrow()
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.wal.last_seq() + 1);
+        let full = self.memtable.borrow_mut().take();
+        self.memtable_since.set(None);
+        let frozen = Rc::new(RefCell::new(full));
+        for read in self.reads.borrow_mut().values_mut() {
+            for layer in &mut read.layers {
+                if matches!(layer, Layer::Live) {
+                    *layer = Layer::Frozen(Rc::clone(&frozen));
+                }
+            }
+        }
+        *self.frozen.borrow_mut() = Some(Rc::clone(&frozen));
+        self.frozen_at.set(checkpoint);
+        (frozen, checkpoint)
+    }
+
+    /// The `[lo, hi)` time partitions of width `width` holding points of the table.
+    fn partitions(
+        &self,
+        frozen: &RefCell<Memtable>,
+        (tenant, database, table): (&str, &str, &str),
+        width: i64,
+    ) -> Vec<(i64, i64)> {
+        if width == i64::MAX {
+            return vec![(i64::MIN, i64::MAX)];
+        }
+        let m = frozen.borrow();
+        let Some(scan) = m.scan(tenant, database, table) else {
+            return Vec::new();
+        };
+        let mut starts: Vec<i64> = Vec::new();
+        for s in scan.series_refs_from(0) {
+            let points = s.scan_range(i64::MIN, i64::MAX, usize::MAX);
+            let mut last = None;
+            for &t in points.time() {
+                let p = t.div_euclid(width);
+                if last != Some(p) {
+                    last = Some(p);
+                    if let Err(at) = starts.binary_search(&p) {
+                        starts.insert(at, p);
+                    }
+                }
+            }
+        }
+        starts
+            .into_iter()
+            .map(|p| {
+                let lo = p.saturating_mul(width);
+                (lo, lo.saturating_add(width))
+            })
+            .collect()
+    }
+
+    /// Encodes one table partition of the frozen memtable, yielding to the shard's other tasks
+    /// between series (the frozen memtable is borrowed only in between).
+    async fn encode_partition(
+        &self,
+        frozen: &RefCell<Memtable>,
+        (tenant, database, table): (&str, &str, &str),
+        range: (i64, i64),
+        path: &str,
+    ) -> Result<Option<segment::Encoded>, EngineError> {
+        let (order, mut encoder) = {
+            let m = frozen.borrow();
+            let Some(scan) = m.scan(tenant, database, table) else {
+                return Ok(None);
+            };
+            let mut refs: Vec<(usize, crate::memtable::SeriesRef<'_>)> =
+                scan.series_refs_from(0).enumerate().collect();
+            refs.sort_by(|a, b| a.1.key().packed().cmp(b.1.key().packed()));
+            let order: Vec<usize> = refs.iter().map(|(i, _)| *i).collect();
+            let series: Vec<_> = refs.into_iter().map(|(_, s)| s).collect();
+            (order, segment::Encoder::new(&scan, &series, range, path)?)
+        };
+        let mut at = 0;
+        while at < order.len() {
+            {
+                let m = frozen.borrow();
+                let Some(scan) = m.scan(tenant, database, table) else {
+                    // Dropped meanwhile: its tombstone covers whatever was written.
+                    return Ok(None);
+                };
+                let mut points = 0;
+                while at < order.len() && points < 65_536 {
+                    if let Some(s) = scan.series_refs_from(order[at]).next() {
+                        points += encoder.push(&s)?.max(1);
+                    }
+                    at += 1;
+                }
+            }
+            glommio::yield_if_needed().await;
+        }
+        Ok(encoder.finish()?)
+    }
+
+    /// Opens a read of one table over `time` (`[min, max)`) needing `fields` (None: all):
+    /// pins its layers and starts loading its segments. Returns the read's id.
+    pub fn open_read(
+        self: &Rc<Self>,
+        (tenant, database, table): (&str, &str, &str),
+        time: (i64, i64),
+        fields: Option<Vec<String>>,
+    ) -> u64 {
+        let id = self.next_read.get();
+        self.next_read.set(id + 1);
+        let metas: Vec<SegmentMeta> = self
+            .manifest
+            .borrow()
+            .segments
+            .iter()
+            .filter(|s| {
+                s.tenant == tenant
+                    && s.database == database
+                    && s.table == table
+                    && s.min_time < time.1
+                    && s.max_time >= time.0
+            })
+            .cloned()
+            .collect();
+        let mut layers = Vec::with_capacity(metas.len() + 2);
+        let mut loads = Vec::new();
+        for meta in metas {
+            let key = (meta.id, fields.clone());
+            match self.cache.borrow_mut().get(&key) {
+                Some(m) => layers.push(Layer::Segment(Some(m))),
+                None => {
+                    loads.push((layers.len(), meta.clone()));
+                    layers.push(Layer::Segment(None));
+                }
+            }
+        }
+        if let Some(f) = self.frozen.borrow().as_ref() {
+            layers.push(Layer::Frozen(Rc::clone(f)));
+        }
+        layers.push(Layer::Live);
+        let mut reads = self.reads.borrow_mut();
+        if reads.len() >= READS_MAX {
+            if let Some(oldest) = reads.keys().next().copied() {
+                if let Some(mut r) = reads.remove(&oldest) {
+                    if let Some(w) = r.waker.take() {
+                        w.wake();
+                    }
+                }
+                warn!(read = oldest, "too many open reads: the oldest was closed");
+            }
+        }
+        reads.insert(
+            id,
+            Read {
+                tenant: tenant.to_string(),
+                database: database.to_string(),
+                table: table.to_string(),
+                layers,
+                shape: None,
+                loading: loads.len(),
+                waker: None,
+                error: None,
+            },
+        );
+        drop(reads);
+        for (layer, meta) in loads {
+            let engine = Rc::clone(self);
+            let fields = fields.clone();
+            glommio::spawn_local(async move {
+                let loaded = engine.load_segment(&meta, fields.clone()).await;
+                engine.loaded(id, layer, &meta, fields, loaded);
+            })
+            .detach();
+        }
+        id
+    }
+
+    /// Reads and decodes one segment into a read-only memtable, tombstones applied.
+    async fn load_segment(
+        &self,
+        meta: &SegmentMeta,
+        fields: Option<Vec<String>>,
+    ) -> Result<Rc<Memtable>, EngineError> {
+        let path = meta.path();
+        let read = segment::read(&self.storage, &path, meta.bytes, fields.as_deref()).await?;
+        let mut m = Memtable::new(usize::MAX);
+        for batch in read.batches()? {
+            m.insert(&batch?)?;
+            glommio::yield_if_needed().await;
+        }
+        for t in self
+            .tombstones
+            .borrow()
+            .iter()
+            .filter(|t| t.applies_to(meta))
+        {
+            m.delete(&t.delete());
+        }
+        Ok(Rc::new(m))
+    }
+
+    fn loaded(
+        &self,
+        id: u64,
+        layer: usize,
+        meta: &SegmentMeta,
+        fields: Option<Vec<String>>,
+        loaded: Result<Rc<Memtable>, EngineError>,
+    ) {
+        if let Ok(m) = &loaded {
+            let live = self
+                .manifest
+                .borrow()
+                .segments
+                .iter()
+                .any(|s| s.id == meta.id);
+            if live {
+                self.cache.borrow_mut().put(
+                    (meta.id, fields),
+                    Rc::clone(m),
+                    self.options.segment_cache_bytes,
+                );
+            }
+        }
+        let mut reads = self.reads.borrow_mut();
+        let Some(read) = reads.get_mut(&id) else {
+            return;
+        };
+        match loaded {
+            Ok(m) => read.layers[layer] = Layer::Segment(Some(m)),
+            Err(e) => {
+                let error = EngineError::SegmentRead {
+                    id: meta.id,
+                    path: self.storage.describe(&meta.path()).display().to_string(),
+                    why: e.to_string(),
+                };
+                warn!(error = %error, "segment read failed");
+                read.error.get_or_insert(error.to_string());
+            }
+        }
+        read.loading -= 1;
+        if read.loading == 0 {
+            if let Some(w) = read.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Ends a read: its pinned layers are released.
+    pub fn close_read(&self, id: u64) {
+        self.reads.borrow_mut().remove(&id);
+    }
+
+    /// One step of read `id`: `f` over the read's table, its layers merged (None when no layer
+    /// holds the table). `Pending` (with `waker` woken later) while its segments load.
+    pub fn with_read<R>(
+        &self,
+        id: u64,
+        waker: &Waker,
+        f: impl FnOnce(Option<TableScan<'_>>) -> R,
+    ) -> Poll<Result<R, EngineError>> {
+        {
+            let mut reads = self.reads.borrow_mut();
+            let Some(read) = reads.get_mut(&id) else {
+                return Poll::Ready(Err(EngineError::ReadGone(id)));
+            };
+            if let Some(e) = &read.error {
+                return Poll::Ready(Err(EngineError::SegmentRead {
+                    id,
+                    path: read.table.clone(),
+                    why: e.clone(),
+                }));
+            }
+            if read.loading > 0 {
+                read.waker = Some(waker.clone());
+                return Poll::Pending;
+            }
+            if read.shape.is_none() {
+                let shape = self.shape_of(read);
+                read.shape = Some(shape);
+            }
+        }
+        let reads = self.reads.borrow();
+        let Some(read) = reads.get(&id) else {
+            return Poll::Ready(Err(EngineError::ReadGone(id)));
+        };
+        let live = self.memtable.borrow();
+        let frozen: Vec<Option<Ref<'_, Memtable>>> = read
+            .layers
+            .iter()
+            .map(|l| match l {
+                Layer::Frozen(f) => Some(f.borrow()),
+                _ => None,
+            })
+            .collect();
+        let memtable_of = |i: usize| -> Option<&Memtable> {
+            match &read.layers[i] {
+                Layer::Segment(m) => m.as_deref(),
+                Layer::Frozen(_) => frozen[i].as_deref(),
+                Layer::Live => Some(&live),
+            }
+        };
+        let scan_of = |i: usize| {
+            memtable_of(i).and_then(|m| m.scan(&read.tenant, &read.database, &read.table))
+        };
+        Poll::Ready(Ok(match &read.shape {
+            None | Some(Shape::Empty) => f(None),
+            Some(Shape::One(i)) => f(scan_of(*i)),
+            Some(Shape::Many(layers, union)) => {
+                let scans: Option<Vec<TableScan<'_>>> =
+                    layers.iter().map(|&i| scan_of(i)).collect();
+                let layered = scans.and_then(|s| Layered::new(&s, union));
+                match &layered {
+                    Some(l) => f(Some(l.scan())),
+                    None => f(None),
+                }
+            }
+        }))
+    }
+
+    /// Which layers of `read` hold its table, and their union when several do.
+    fn shape_of(&self, read: &Read) -> Shape {
+        let live = self.memtable.borrow();
+        let frozen: Vec<Option<Ref<'_, Memtable>>> = read
+            .layers
+            .iter()
+            .map(|l| match l {
+                Layer::Frozen(f) => Some(f.borrow()),
+                _ => None,
+            })
+            .collect();
+        let mut held = Vec::new();
+        let mut scans = Vec::new();
+        for (i, layer) in read.layers.iter().enumerate() {
+            let m: Option<&Memtable> = match layer {
+                Layer::Segment(m) => m.as_deref(),
+                Layer::Frozen(_) => frozen[i].as_deref(),
+                Layer::Live => Some(&live),
+            };
+            if let Some(s) = m.and_then(|m| m.scan(&read.tenant, &read.database, &read.table)) {
+                held.push(i);
+                scans.push(s);
+            }
+        }
+        match held.len() {
+            0 => Shape::Empty,
+            1 => Shape::One(held[0]),
+            _ => {
+                let union = Union::build(&scans);
+                Shape::Many(held, union)
+            }
+        }
     }
 
     /// Syncs what the WAL holds; called on graceful shutdown.

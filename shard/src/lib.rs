@@ -9,6 +9,8 @@ pub mod aggregate;
 pub mod batch;
 pub mod engine;
 pub mod io;
+pub mod manifest;
 pub mod memtable;
 pub mod scan;
+pub mod segment;
 pub mod wal;

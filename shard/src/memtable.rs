@@ -67,7 +67,7 @@ use plan::Plan;
 use table::Table;
 
 pub use column::{ColumnRef, ColumnValues, StringValues, Value};
-pub use scan::{SeriesRef, SeriesScan, TableScan};
+pub use scan::{Layered, SeriesRef, SeriesScan, TableScan, Union};
 pub use table::Column;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -70,7 +70,9 @@ use arrow::datatypes::{
 use arrow::error::ArrowError;
 
 use crate::batch::{SeriesKey, ValueType};
-use crate::memtable::{ColumnRef, ColumnValues, Memtable, SeriesRef, SeriesScan, StringValues};
+use crate::memtable::{
+    ColumnRef, ColumnValues, Memtable, SeriesRef, SeriesScan, StringValues, TableScan,
+};
 
 /// Rows per batch when the caller has no opinion (DataFusion's default batch size).
 pub const BATCH_ROWS_DEFAULT: usize = 8192;
@@ -314,6 +316,18 @@ impl<'a> MemtableScan<'a> {
         req: &ScanRequest,
         start: ScanPosition,
     ) -> Result<MemtableScan<'a>, ScanError> {
+        let scan = memtable.scan(&req.tenant, &req.database, &req.table);
+        MemtableScan::resume_on(scan, schema, req, start)
+    }
+
+    /// Like `resume`, over a table already found (None: nothing of it is held), e.g. several
+    /// layers of it merged (`memtable::Layered`).
+    pub fn resume_on(
+        scan: Option<TableScan<'a>>,
+        schema: &TableSchema,
+        req: &ScanRequest,
+        start: ScanPosition,
+    ) -> Result<MemtableScan<'a>, ScanError> {
         let table = req.table_name();
         if req.batch_rows == 0 || req.batch_rows > BATCH_ROWS_MAX {
             return Err(ScanError::BatchRows {
@@ -322,7 +336,6 @@ impl<'a> MemtableScan<'a> {
             });
         }
         let (indexes, output) = project(schema, req.projection.as_deref(), &table)?;
-        let scan = memtable.scan(&req.tenant, &req.database, &req.table);
         let memtable_columns = scan.map(|s| s.columns()).unwrap_or_default();
         let sources = indexes
             .iter()
@@ -560,12 +573,36 @@ impl ScanCursor {
         Arc::clone(&self.output)
     }
 
+    /// The fields the scan reads (None: every field).
+    pub fn read_fields(&self) -> Option<Vec<String>> {
+        let first_field = 1 + self.schema.tags.len();
+        let projection = self.request.projection.as_ref()?;
+        Some(
+            projection
+                .iter()
+                .filter_map(|&i| i.checked_sub(first_field))
+                .filter_map(|f| self.schema.fields.get(f).map(|(name, _)| name.clone()))
+                .collect(),
+        )
+    }
+
     /// Builds the next batch from `memtable`, or None when the scan is over (and stays over).
     pub fn next_batch(&mut self, memtable: &Memtable) -> Result<Option<RecordBatch>, ScanError> {
+        let r = &self.request;
+        let scan = memtable.scan(&r.tenant, &r.database, &r.table);
+        self.next_batch_on(scan)
+    }
+
+    /// Like `next_batch`, over a table already found (see `MemtableScan::resume_on`). Every
+    /// call of one cursor must see the same table (the same layers).
+    pub fn next_batch_on(
+        &mut self,
+        scan: Option<TableScan<'_>>,
+    ) -> Result<Option<RecordBatch>, ScanError> {
         if self.done {
             return Ok(None);
         }
-        let batch = MemtableScan::resume(memtable, &self.schema, &self.request, self.position)
+        let batch = MemtableScan::resume_on(scan, &self.schema, &self.request, self.position)
             .and_then(|mut scan| {
                 let batch = scan.next().transpose()?;
                 self.position = scan.position();

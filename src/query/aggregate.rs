@@ -61,7 +61,7 @@ use datafusion::physical_plan::{
 use futures_lite::Stream;
 
 use super::scan::ShardScanExec;
-use super::shard_local;
+use super::shard_local::{self, ShardRead};
 
 /// Groups a shard holds before it sends them on: a bound on its memory (the `Final` aggregate
 /// merges a group that arrives in pieces).
@@ -473,8 +473,10 @@ impl ExecutionPlan for ShardAggregateExec {
             }),
             GroupKey::Tag(_) => None,
         });
+        let read = ShardRead::new(partition, &cursor.request().scan, cursor.read_fields());
         Ok(Box::pin(AggregateStream {
             shard: partition,
+            read,
             schema: self.schema(),
             keys: self.keys.clone(),
             cursor,
@@ -492,6 +494,7 @@ impl ExecutionPlan for ShardAggregateExec {
 /// Shard `shard`'s partial states, computed between yields to the reactor.
 struct AggregateStream {
     shard: usize,
+    read: ShardRead,
     schema: SchemaRef,
     keys: Vec<GroupKey>,
     cursor: AggregateCursor,
@@ -541,10 +544,13 @@ impl Stream for AggregateStream {
                 Some(b) => b.eval(times, out),
                 None => Err("no bucket expression".to_string()),
             };
-            let next = shard_local::with_memtable(this.shard, |m| {
-                cursor.advance(m, POINTS_PER_CALL, &mut eval)
+            let next = this.read.step(cx, |scan| {
+                cursor.advance_on(scan, POINTS_PER_CALL, &mut eval)
             });
             timer.done();
+            let Poll::Ready(next) = next else {
+                return Poll::Pending;
+            };
             let item = match next {
                 Ok(Ok(None)) => continue,
                 Ok(Ok(Some(batch))) => this.to_partial(batch),

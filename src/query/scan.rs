@@ -31,7 +31,7 @@ use datafusion::physical_plan::{
 };
 use futures_lite::Stream;
 
-use super::shard_local;
+use super::shard_local::{self, ShardRead};
 
 /// The `ExecutionPlan` methods of a leaf of ours (a shard scan or aggregate): no children, no
 /// expressions to show DataFusion's rules, `properties` in a field of that name.
@@ -185,9 +185,11 @@ impl ExecutionPlan for ShardScanExec {
         shard_local::check_thread(partition, || format!("scan of {}", self.request.table))?;
         let cursor = ScanCursor::new(&self.schema, &self.request)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let read = ShardRead::new(partition, &self.request, cursor.read_fields());
         Ok(Box::pin(ScanStream {
             shard: partition,
             schema: cursor.schema(),
+            read,
             cursor,
             done: false,
             metrics: BaselineMetrics::new(&self.metrics, partition),
@@ -203,6 +205,7 @@ impl ExecutionPlan for ShardScanExec {
 struct ScanStream {
     shard: usize,
     schema: SchemaRef,
+    read: ShardRead,
     cursor: ScanCursor,
     done: bool,
     metrics: BaselineMetrics,
@@ -221,8 +224,12 @@ impl Stream for ScanStream {
         }
         let this = &mut *self;
         let timer = this.metrics.elapsed_compute().timer();
-        let next = shard_local::with_memtable(this.shard, |m| this.cursor.next_batch(m));
+        let cursor = &mut this.cursor;
+        let next = this.read.step(cx, |scan| cursor.next_batch_on(scan));
         timer.done();
+        let Poll::Ready(next) = next else {
+            return Poll::Pending;
+        };
         let item = match next {
             Ok(Ok(Some(batch))) => Some(Ok(batch)),
             Ok(Ok(None)) => None,

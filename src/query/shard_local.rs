@@ -9,7 +9,11 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
-use chronoshard_shard::memtable::Memtable;
+use std::task::{Context, Poll};
+
+use chronoshard_shard::engine::Engine;
+use chronoshard_shard::memtable::{Memtable, TableScan};
+use chronoshard_shard::scan::ScanRequest;
 
 use crate::server::shard::ShardCtx;
 
@@ -58,11 +62,18 @@ pub enum LocalError {
     WrongThread { want: usize, here: String },
     #[error("shard {0} has no storage engine (starting or stopping)")]
     NoEngine(usize),
+    #[error("shard {shard}: {message}")]
+    Engine { shard: usize, message: String },
 }
 
 /// Runs `f` over shard `shard`'s memtable, from shard `shard`'s thread only. The borrow ends
 /// when `f` returns: callers must not hold memtable data across an await.
 pub fn with_memtable<R>(shard: usize, f: impl FnOnce(&Memtable) -> R) -> Result<R, LocalError> {
+    with_engine(shard, |engine| f(&engine.memtable()))
+}
+
+/// Runs `f` over shard `shard`'s engine, from shard `shard`'s thread only.
+pub fn with_engine<R>(shard: usize, f: impl FnOnce(&Rc<Engine>) -> R) -> Result<R, LocalError> {
     let ctx = SHARD.with(|s| match s.borrow().as_ref() {
         Some((id, ctx)) if *id == shard => Ok(ctx.upgrade()),
         Some((id, _)) => Err(LocalError::WrongThread {
@@ -80,6 +91,69 @@ pub fn with_memtable<R>(shard: usize, f: impl FnOnce(&Memtable) -> R) -> Result<
     let engine = ctx
         .and_then(|c| c.engine())
         .ok_or(LocalError::NoEngine(shard))?;
-    let memtable = engine.memtable();
-    Ok(f(&memtable))
+    Ok(f(&engine))
+}
+
+/// A plan leaf's read of one table on its shard (`Engine::open_read`): opened at the first
+/// step, so it pins the layers of that moment, and closed when dropped (on the shard's thread,
+/// where a fragment's streams end; dropped anywhere else it is left to the engine's bound on
+/// open reads).
+#[derive(Debug)]
+pub struct ShardRead {
+    shard: usize,
+    id: Option<u64>,
+    table: (String, String, String),
+    time: (i64, i64),
+    fields: Option<Vec<String>>,
+}
+
+impl ShardRead {
+    /// A read of `request`'s table and time range needing `fields` (None: all of them).
+    pub fn new(shard: usize, request: &ScanRequest, fields: Option<Vec<String>>) -> ShardRead {
+        ShardRead {
+            shard,
+            id: None,
+            table: (
+                request.tenant.clone(),
+                request.database.clone(),
+                request.table.clone(),
+            ),
+            time: request.time_range,
+            fields,
+        }
+    }
+
+    /// One step: `f` over the table's layers merged, or `Pending` while segments load (the
+    /// task is woken when they are in).
+    pub fn step<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(Option<TableScan<'_>>) -> R,
+    ) -> Poll<Result<R, LocalError>> {
+        let shard = self.shard;
+        let result = with_engine(shard, |engine| {
+            let id = *self.id.get_or_insert_with(|| {
+                let (t, d, n) = &self.table;
+                engine.open_read((t, d, n), self.time, self.fields.take())
+            });
+            engine.with_read(id, cx.waker(), f)
+        });
+        match result {
+            Err(e) => Poll::Ready(Err(e)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(Ok(r))) => Poll::Ready(Ok(r)),
+            Ok(Poll::Ready(Err(e))) => Poll::Ready(Err(LocalError::Engine {
+                shard,
+                message: e.to_string(),
+            })),
+        }
+    }
+}
+
+impl Drop for ShardRead {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            let _ = with_engine(self.shard, |engine| engine.close_read(id));
+        }
+    }
 }

@@ -14,15 +14,21 @@ use super::column::{ColumnData, ColumnRef, Value};
 use super::table::{Column, Entry, Series, Table};
 use crate::batch::{SeriesKey, ValueType};
 
-/// One table's data, for a scan.
+/// One table's data, for a scan: one memtable's table, or several layers of it merged
+/// (`Layered`).
 #[derive(Debug, Clone, Copy)]
 pub struct TableScan<'a> {
+    /// The table itself, or with layers the newest layer's (for its names).
     table: &'a Table,
+    layered: Option<&'a Layered<'a>>,
 }
 
 impl<'a> TableScan<'a> {
     pub(super) fn new(table: &'a Table) -> TableScan<'a> {
-        TableScan { table }
+        TableScan {
+            table,
+            layered: None,
+        }
     }
 
     pub fn tenant(&self) -> &'a str {
@@ -39,43 +45,67 @@ impl<'a> TableScan<'a> {
 
     /// The table's columns in first-seen order; `SeriesScan::column(i)` is column `i`.
     pub fn columns(&self) -> &'a [Column] {
-        &self.table.columns
+        match self.layered {
+            Some(l) => &l.columns,
+            None => &self.table.columns,
+        }
     }
 
     pub fn series_count(&self) -> usize {
-        self.table.series.len()
+        match self.layered {
+            Some(l) => l.union.len(),
+            None => self.table.series.len(),
+        }
     }
 
     /// Every series, in the order it first arrived (stable across scans of one memtable).
-    pub fn series(&self) -> impl ExactSizeIterator<Item = SeriesScan<'a>> + 'a {
+    pub fn series(&self) -> impl Iterator<Item = SeriesScan<'a>> + 'a {
         self.series_from(0)
     }
 
     /// The series from index `start` on (in `series()` order; none past the end). New series
     /// are appended, so an index stays valid while the memtable lives: a scan resumed at an
     /// index skips the series before it without gathering them.
-    pub fn series_from(&self, start: usize) -> impl ExactSizeIterator<Item = SeriesScan<'a>> + 'a {
+    pub fn series_from(&self, start: usize) -> impl Iterator<Item = SeriesScan<'a>> + 'a {
         self.series_refs_from(start).map(|s| s.scan())
     }
 
     /// Like `series_from`, without gathering anything: each item carries the key, and builds
     /// its points only when asked (`scan`, `scan_range`), so a scan that skips a series by its
     /// tags or its time range pays nothing for it.
-    pub fn series_refs_from(
-        &self,
-        start: usize,
-    ) -> impl ExactSizeIterator<Item = SeriesRef<'a>> + 'a {
+    pub fn series_refs_from(&self, start: usize) -> impl Iterator<Item = SeriesRef<'a>> + 'a {
         let table = self.table;
-        let rest = table.series.get(start..).unwrap_or(&[]);
-        rest.iter().map(move |series| SeriesRef { table, series })
+        let (rest, layered) = match self.layered {
+            Some(l) => (&[][..], Some((l, start..l.union.len().max(start)))),
+            None => (table.series.get(start..).unwrap_or(&[]), None),
+        };
+        let plain = rest.iter().map(move |series| SeriesRef {
+            table,
+            series,
+            layered: None,
+        });
+        let merged = layered.into_iter().flat_map(|(l, range)| {
+            range.filter_map(move |u| {
+                let (table, series) = l.first(u)?;
+                Some(SeriesRef {
+                    table,
+                    series,
+                    layered: Some((l, u)),
+                })
+            })
+        });
+        plain.chain(merged)
     }
 }
 
 /// One series of a table, before anything of it is gathered.
 #[derive(Debug, Clone, Copy)]
 pub struct SeriesRef<'a> {
+    /// With layers: the oldest layer holding the series, and its series there.
     table: &'a Table,
     series: &'a Series,
+    /// The layers and the series' index in their union.
+    layered: Option<(&'a Layered<'a>, usize)>,
 }
 
 impl<'a> SeriesRef<'a> {
@@ -85,6 +115,9 @@ impl<'a> SeriesRef<'a> {
 
     /// Every point of the series.
     pub fn scan(&self) -> SeriesScan<'a> {
+        if let Some((l, u)) = self.layered {
+            return SeriesScan::layered(l, u, None, (self.table, self.series));
+        }
         SeriesScan::new(self.table, self.series, None)
     }
 
@@ -93,12 +126,20 @@ impl<'a> SeriesRef<'a> {
     /// other one sorts and merges only them (and is never cut short). `is_truncated` on the
     /// answer says whether points in the range were left out.
     pub fn scan_range(&self, min: i64, max: i64, points_max: usize) -> SeriesScan<'a> {
+        if let Some((l, u)) = self.layered {
+            return SeriesScan::layered(l, u, Some((min, max)), (self.table, self.series));
+        }
         SeriesScan::new(self.table, self.series, Some((min, max, points_max)))
     }
 
     /// The latest point with `min <= time < max` alone (none if the range holds none), merged
     /// like any other: a strictly increasing series finds it by binary search.
     pub fn scan_last(&self, min: i64, max: i64) -> SeriesScan<'a> {
+        if let Some((l, u)) = self.layered {
+            let mut scan = SeriesScan::layered(l, u, Some((min, max)), (self.table, self.series));
+            scan.keep_last();
+            return scan;
+        }
         if self.series.strict {
             let all = &self.series.entries;
             let hi = all.partition_point(|e| e.time < max);
@@ -129,6 +170,8 @@ pub struct SeriesScan<'a> {
     /// Points of the range asked for follow the last one here (`SeriesRef::scan_range`).
     truncated: bool,
     columns: Vec<OnceCell<ColumnData>>,
+    /// With layers: the layers, and per entry of `rows` the layer it is a row of.
+    layers: Option<(&'a Layered<'a>, Vec<u16>)>,
 }
 
 impl<'a> SeriesScan<'a> {
@@ -187,6 +230,68 @@ impl<'a> SeriesScan<'a> {
             group_ends,
             truncated,
             columns: vec![OnceCell::new(); table.columns.len()],
+            layers: None,
+        }
+    }
+
+    /// Union series `u` of `layered`, merged over its layers: every layer's points with
+    /// `min <= time < max` (all with None), sorted by time (stably: older layers first, then
+    /// arrival order), equal times merged with the newest write winning per field. Never
+    /// truncated.
+    fn layered(
+        layered: &'a Layered<'a>,
+        u: usize,
+        range: Option<(i64, i64)>,
+        (table, series): (&'a Table, &'a Series),
+    ) -> SeriesScan<'a> {
+        let key_of = series;
+        let (min, max) = range.unwrap_or((i64::MIN, i64::MAX));
+        let mut entries: Vec<(Entry, u16)> = Vec::new();
+        for layer in 0..layered.tables.len() {
+            // Same key or nothing: a table dropped and written again since the union was built
+            // must not lend another series' points.
+            let Some(series) = layered
+                .series_in(u, layer)
+                .filter(|s| super::table::same_tags(&s.key, &key_of.key))
+            else {
+                continue;
+            };
+            let all = &series.entries;
+            if series.strict {
+                let lo = all.partition_point(|e| e.time < min);
+                let hi = all.partition_point(|e| e.time < max).max(lo);
+                entries.extend(all[lo..hi].iter().map(|&e| (e, layer as u16)));
+            } else {
+                entries.extend(
+                    all.iter()
+                        .filter(|e| e.time >= min && e.time < max)
+                        .map(|&e| (e, layer as u16)),
+                );
+            }
+        }
+        entries.sort_by_key(|(e, _)| e.time);
+        let mut time: Vec<i64> = Vec::with_capacity(entries.len());
+        let mut ends = Vec::with_capacity(entries.len());
+        for (k, (e, _)) in entries.iter().enumerate() {
+            match (time.last(), ends.last_mut()) {
+                (Some(&last), Some(end)) if last == e.time => *end = k as u32 + 1,
+                _ => {
+                    time.push(e.time);
+                    ends.push(k as u32 + 1);
+                }
+            }
+        }
+        let rows = entries.iter().map(|(e, _)| e.row).collect();
+        let row_layers = entries.iter().map(|&(_, l)| l).collect();
+        SeriesScan {
+            table,
+            key: &series.key,
+            time,
+            rows,
+            group_ends: Some(ends),
+            truncated: false,
+            columns: vec![OnceCell::new(); layered.columns.len()],
+            layers: Some((layered, row_layers)),
         }
     }
 
@@ -252,6 +357,9 @@ impl<'a> SeriesScan<'a> {
     }
 
     fn gather(&self, i: usize) -> ColumnData {
+        if let Some((layered, row_layers)) = &self.layers {
+            return self.gather_layered(layered, row_layers, i);
+        }
         let data = &self.table.data[i];
         let value_type = self.table.columns[i].value_type;
         if self.group_ends.is_none() {
@@ -288,9 +396,168 @@ impl<'a> SeriesScan<'a> {
         out
     }
 
+    /// Union column `i` over the layers: per point the newest write with a value.
+    fn gather_layered(&self, layered: &Layered<'_>, row_layers: &[u16], i: usize) -> ColumnData {
+        let value_type = layered.columns[i].value_type;
+        let mut out = ColumnData::empty(value_type);
+        out.reserve(self.len(), 0);
+        let mut start = 0;
+        for (point, end) in self.group_ends() {
+            let found = (start..end).rev().find_map(|k| {
+                let layer = row_layers[k] as usize;
+                let column = layered.maps[layer][i]?;
+                layered.tables[layer].data[column as usize].get(self.rows[k] as usize)
+            });
+            if let Some(v) = found {
+                out.put_value(point, v);
+            }
+            start = end;
+        }
+        out
+    }
+
     /// (point, end in `rows` of its group), for every point.
     fn group_ends(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         let ends = self.group_ends.as_deref();
         (0..self.len()).map(move |p| (p, ends.map_or(p + 1, |e| e[p] as usize)))
+    }
+}
+
+/// The series of several layers of one table (say a decoded segment, a frozen memtable and the
+/// memtable), matched by key: series `u` of the union is, per layer, that layer's series with
+/// the same key, if any. Built once per read (`Union::build`) and reused for every batch of it:
+/// positions in a read are union indexes. Series a layer gains after the build are not in the
+/// union (a read does not see series created after it began).
+#[derive(Debug, Clone, Default)]
+pub struct Union {
+    layers: usize,
+    /// `slots[u * layers + l]`: the index of union series `u` in layer `l`, or `NO_SERIES`.
+    slots: Vec<u32>,
+    /// Series each layer had at the build.
+    counts: Vec<usize>,
+}
+
+impl Union {
+    /// The union of the series of `layers` (oldest first), in the oldest layer's order, then
+    /// each newer layer's new series in its order.
+    pub fn build(layers: &[TableScan<'_>]) -> Union {
+        use super::table::NO_SERIES;
+        let n = layers.len();
+        let mut slots: Vec<u32> = Vec::new();
+        // `union_of[layer][series]`: the union index of a layer's series.
+        let mut union_of: Vec<Vec<u32>> = Vec::with_capacity(n);
+        for (l, layer) in layers.iter().enumerate() {
+            let mut mine = Vec::with_capacity(layer.table.series.len());
+            for (i, series) in layer.table.series.iter().enumerate() {
+                let known = layers[..l].iter().zip(&union_of).find_map(|(older, of)| {
+                    let (at, _) = older.table.find_series(&series.key)?;
+                    of.get(at as usize).copied()
+                });
+                let u = match known {
+                    Some(u) => u as usize,
+                    None => {
+                        slots.resize(slots.len() + n, NO_SERIES);
+                        slots.len() / n - 1
+                    }
+                };
+                slots[u * n + l] = i as u32;
+                mine.push(u as u32);
+            }
+            union_of.push(mine);
+        }
+        let counts = layers.iter().map(|l| l.table.series.len()).collect();
+        Union {
+            layers: n,
+            slots,
+            counts,
+        }
+    }
+
+    /// Series in the union.
+    pub fn len(&self) -> usize {
+        self.slots.len().checked_div(self.layers).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<u32>()
+    }
+}
+
+/// Several layers of one table merged for reading (see `Union`): the newest layer's write wins
+/// for each (series, time, field). Columns are matched by name; a layer whose column of that
+/// name has another type than the newest layer's does not contribute to it.
+#[derive(Debug)]
+pub struct Layered<'a> {
+    tables: Vec<&'a Table>,
+    columns: Vec<Column>,
+    /// `maps[layer][union column]`: the layer's column index.
+    maps: Vec<Vec<Option<u32>>>,
+    union: &'a Union,
+}
+
+impl<'a> Layered<'a> {
+    /// `layers` (oldest first) as `union` matched them; None if they no longer hold what the
+    /// union indexes (a table dropped since: the read ends).
+    pub fn new(layers: &[TableScan<'a>], union: &'a Union) -> Option<Layered<'a>> {
+        let held = layers
+            .iter()
+            .zip(&union.counts)
+            .all(|(l, &count)| l.table.series.len() >= count);
+        if layers.len() != union.layers || layers.is_empty() || !held {
+            return None;
+        }
+        let tables: Vec<&'a Table> = layers.iter().map(|l| l.table).collect();
+        let mut columns: Vec<Column> = Vec::new();
+        for t in tables.iter().rev() {
+            for c in &t.columns {
+                if !columns.iter().any(|x| x.name == c.name) {
+                    columns.push(c.clone());
+                }
+            }
+        }
+        let maps = tables
+            .iter()
+            .map(|t| {
+                columns
+                    .iter()
+                    .map(|c| match t.column(&c.name) {
+                        Some((i, vt)) if vt == c.value_type => Some(i),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        Some(Layered {
+            tables,
+            columns,
+            maps,
+            union,
+        })
+    }
+
+    /// The merged table, for a scan.
+    pub fn scan(&'a self) -> TableScan<'a> {
+        TableScan {
+            table: self.tables[self.tables.len() - 1],
+            layered: Some(self),
+        }
+    }
+
+    fn series_in(&self, u: usize, layer: usize) -> Option<&'a Series> {
+        let at = *self.union.slots.get(u * self.union.layers + layer)?;
+        if at == super::table::NO_SERIES {
+            return None;
+        }
+        self.tables[layer].series.get(at as usize)
+    }
+
+    /// The oldest layer holding union series `u`, and the series there.
+    fn first(&self, u: usize) -> Option<(&'a Table, &'a Series)> {
+        (0..self.tables.len()).find_map(|l| Some((self.tables[l], self.series_in(u, l)?)))
     }
 }

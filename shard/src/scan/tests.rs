@@ -46,10 +46,10 @@ fn push_value(values: &mut FieldValues, v: Option<Value<'_>>) {
 }
 
 /// One written row: (tags, time, fields).
-type Row<'a> = (&'a [(&'a str, &'a str)], i64, &'a [(&'a str, Value<'a>)]);
+pub(crate) type Row<'a> = (&'a [(&'a str, &'a str)], i64, &'a [(&'a str, Value<'a>)]);
 
 /// A batch of table `table` holding `rows`, in order.
-fn batch(table: &str, rows: &[Row<'_>]) -> TableBatch {
+pub(crate) fn batch(table: &str, rows: &[Row<'_>]) -> TableBatch {
     let mut b = TableBatch {
         tenant: TENANT.into(),
         database: DB.into(),
@@ -162,7 +162,7 @@ fn scan(m: &Memtable, req: &ScanRequest) -> Vec<RecordBatch> {
     scan_memtable(m, &cpu_schema(), req).expect("scan")
 }
 
-fn pretty(batches: &[RecordBatch]) -> String {
+pub(crate) fn pretty(batches: &[RecordBatch]) -> String {
     pretty_format_batches(batches).expect("format").to_string()
 }
 
