@@ -32,6 +32,10 @@ pub struct ShardMetrics {
     pub memtable_bytes: AtomicU64,
     pub wal_appends: AtomicU64,
     pub wal_syncs: AtomicU64,
+    pub segments: AtomicU64,
+    pub segment_bytes: AtomicU64,
+    pub segment_rows: AtomicU64,
+    pub flushes: AtomicU64,
     requests: [[AtomicU64; STATUS_SLOTS]; ROUTE_SLOTS],
 }
 
@@ -47,6 +51,10 @@ impl ShardMetrics {
         self.memtable_bytes.store(stats.memtable_bytes, Relaxed);
         self.wal_appends.store(stats.wal_appends, Relaxed);
         self.wal_syncs.store(stats.wal_syncs, Relaxed);
+        self.segments.store(stats.segments, Relaxed);
+        self.segment_bytes.store(stats.segment_bytes, Relaxed);
+        self.segment_rows.store(stats.segment_rows, Relaxed);
+        self.flushes.store(stats.flushes, Relaxed);
     }
 
     /// Counts one answered request. `route` is `None` for requests refused before routing.
@@ -75,13 +83,17 @@ fn sum(shards: &[&ShardMetrics], f: impl Fn(&ShardMetrics) -> &AtomicU64) -> u64
 /// Renders the Prometheus text exposition (format 0.0.4) of all shards together.
 pub fn render(shards: &[&ShardMetrics]) -> String {
     let mut out = String::with_capacity(2048);
-    let engine: [Scalar; 6] = [
+    let engine: [Scalar; 10] = [
         ("chronoshard_http_connections_open", "gauge", "Connections open now on the shard.", |m| &m.connections_open),
         ("chronoshard_memtable_rows", "gauge", "Rows written into the shard's memtable; rewrites of a held (series, time) count again until merged.", |m| &m.memtable_rows),
         ("chronoshard_memtable_series", "gauge", "Series held in the shard's memtable.", |m| &m.memtable_series),
         ("chronoshard_memtable_bytes", "gauge", "Estimated bytes held in the shard's memtable.", |m| &m.memtable_bytes),
         ("chronoshard_wal_appends_total", "counter", "WAL records appended by the shard.", |m| &m.wal_appends),
         ("chronoshard_wal_syncs_total", "counter", "WAL fdatasyncs of the shard (group commits, interval syncs and the one at open).", |m| &m.wal_syncs),
+        ("chronoshard_segments", "gauge", "Live segments (Parquet files) of the shard.", |m| &m.segments),
+        ("chronoshard_segment_bytes", "gauge", "Bytes of the shard's live segments.", |m| &m.segment_bytes),
+        ("chronoshard_segment_rows", "gauge", "Points held in the shard's live segments (before tombstones).", |m| &m.segment_rows),
+        ("chronoshard_flushes_total", "counter", "Memtable flushes the shard completed since start.", |m| &m.flushes),
     ];
     for (name, kind, help, f) in engine {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

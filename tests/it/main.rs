@@ -10,6 +10,7 @@ mod hostile;
 mod http;
 mod lifecycle;
 mod scatter;
+mod segments;
 mod shard_aggregate;
 mod sql;
 mod write;

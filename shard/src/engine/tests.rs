@@ -72,7 +72,11 @@ fn random_batch(seed: &mut u64, rows: usize) -> TableBatch {
 /// Every row of table `cpu` through a read of `engine`, as a printed table.
 async fn read_all(engine: &Rc<Engine<SimStorage>>) -> String {
     let request = ScanRequest::new("cnosdb", "public", "cpu");
-    let mut cursor = ScanCursor::new(&cpu_schema(), &request).expect("cursor");
+    read_with(engine, &request).await
+}
+
+async fn read_with(engine: &Rc<Engine<SimStorage>>, request: &ScanRequest) -> String {
+    let mut cursor = ScanCursor::new(&cpu_schema(), request).expect("cursor");
     let id = engine.open_read(("cnosdb", "public", "cpu"), (i64::MIN, i64::MAX), None);
     let mut out: Vec<RecordBatch> = Vec::new();
     loop {
@@ -88,8 +92,11 @@ async fn read_all(engine: &Rc<Engine<SimStorage>>) -> String {
 
 /// The same rows from one plain memtable.
 fn expected(m: &Memtable) -> String {
-    let request = ScanRequest::new("cnosdb", "public", "cpu");
-    let batches = crate::scan::scan_memtable(m, &cpu_schema(), &request).expect("scan");
+    expected_with(m, &ScanRequest::new("cnosdb", "public", "cpu"))
+}
+
+fn expected_with(m: &Memtable, request: &ScanRequest) -> String {
+    let batches = crate::scan::scan_memtable(m, &cpu_schema(), request).expect("scan");
     sorted(&batches)
 }
 
@@ -143,6 +150,14 @@ fn reads_across_flushes_equal_one_memtable() {
                 model.delete(&d);
             }
             assert_eq!(read_all(&engine).await, expected(&model), "round {round}");
+            let mut last = ScanRequest::new("cnosdb", "public", "cpu");
+            last.last_per_series = true;
+            last.time_range = (0, 30);
+            assert_eq!(
+                read_with(&engine, &last).await,
+                expected_with(&model, &last),
+                "last points, round {round}"
+            );
             if round < 3 {
                 let s = engine.flush(ONE_PARTITION).await.expect("flush");
                 assert_eq!(s.segments, 1, "round {round}: one table, one partition");

@@ -311,6 +311,9 @@ impl<'a> SeriesScan<'a> {
         };
         self.time.drain(..points - 1);
         self.rows.drain(..from);
+        if let Some((_, row_layers)) = &mut self.layers {
+            row_layers.drain(..from);
+        }
         if let Some(ends) = &mut self.group_ends {
             *ends = vec![self.rows.len() as u32];
         }
