@@ -279,7 +279,8 @@ pub struct Database {
 }
 
 /// A database's `WITH` options besides precision. Recorded and shown by `DESCRIBE DATABASE`;
-/// the engine does not act on them yet (no retention, one vnode layout per shard).
+/// the engine acts on `vnode_duration` only (the time partition of its segments); no retention
+/// yet, and one vnode layout per shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DatabaseOptions {

@@ -187,16 +187,20 @@ struct Read {
     error: Option<String>,
 }
 
+/// A decoded segment's key: the segment and the fields decoded (None: all).
+type CacheKey = (u64, Option<Vec<String>>);
+
 /// Decoded segments, bounded in bytes (least recently used goes first).
 #[derive(Default)]
 struct SegmentCache {
-    entries: HashMap<(u64, Option<Vec<String>>), (Rc<Memtable>, u64)>,
+    /// The decoded segment and the tick of its last use.
+    entries: HashMap<CacheKey, (Rc<Memtable>, u64)>,
     bytes: usize,
     tick: u64,
 }
 
 impl SegmentCache {
-    fn get(&mut self, key: &(u64, Option<Vec<String>>)) -> Option<Rc<Memtable>> {
+    fn get(&mut self, key: &CacheKey) -> Option<Rc<Memtable>> {
         self.tick += 1;
         let tick = self.tick;
         self.entries.get_mut(key).map(|(m, t)| {
@@ -205,7 +209,7 @@ impl SegmentCache {
         })
     }
 
-    fn put(&mut self, key: (u64, Option<Vec<String>>), m: Rc<Memtable>, max: usize) {
+    fn put(&mut self, key: CacheKey, m: Rc<Memtable>, max: usize) {
         let size = m.bytes();
         if size > max {
             return;
@@ -418,6 +422,8 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         if let Some(f) = self.frozen.borrow().as_ref() {
             removed += f.borrow_mut().delete(delete);
         }
+        // Kept even if no live segment is hit yet: a flush running now writes segments older
+        // than this delete (pruned once the flush's manifest is in).
         let tombstone = Tombstone::new(seq, delete);
         let hit: Vec<u64> = {
             let m = self.manifest.borrow();
@@ -427,10 +433,8 @@ impl<S: Storage + Clone + 'static> Engine<S> {
                 .map(|s| s.id)
                 .collect()
         };
-        if !hit.is_empty() {
-            self.tombstones.borrow_mut().push(tombstone);
-            self.cache.borrow_mut().drop_where(|id| hit.contains(&id));
-        }
+        self.tombstones.borrow_mut().push(tombstone);
+        self.cache.borrow_mut().drop_where(|id| hit.contains(&id));
         Ok(removed)
     }
 
@@ -493,6 +497,10 @@ impl<S: Storage + Clone + 'static> Engine<S> {
     pub fn flush_due(&self) -> bool {
         if self.flushing.get() {
             return false;
+        }
+        if self.frozen.borrow().is_some() {
+            // A flush failed: retry it.
+            return true;
         }
         let m = self.memtable.borrow();
         if m.is_empty() {
@@ -604,6 +612,11 @@ impl<S: Storage + Clone + 'static> Engine<S> {
             .cloned()
             .collect();
         next.store(&self.storage).await?;
+        // Tombstones that hit no live segment are done with (a delete logged during the store
+        // is kept if it hits one of the new segments; if not, it has nothing to remove).
+        self.tombstones
+            .borrow_mut()
+            .retain(|t| next.segments.iter().any(|s| t.applies_to(s)));
         *self.manifest.borrow_mut() = next;
         // The frozen memtable's rows are now in segments: new reads use those.
         *self.frozen.borrow_mut() = None;
@@ -733,6 +746,11 @@ impl<S: Storage + Clone + 'static> Engine<S> {
     ) -> u64 {
         let id = self.next_read.get();
         self.next_read.set(id + 1);
+        let fields = fields.map(|mut f| {
+            f.sort_unstable();
+            f.dedup();
+            f
+        });
         let metas: Vec<SegmentMeta> = self
             .manifest
             .borrow()

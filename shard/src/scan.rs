@@ -534,8 +534,8 @@ impl Iterator for MemtableScan<'_> {
 /// written while the scan is paused may or may not appear (it does when it lands after the
 /// position; rows deleted meanwhile are not read). Series are never removed from a table, only
 /// their entries, so a position stays valid; a table dropped mid-scan ends the scan. The
-/// memtable must be the same one for the whole scan (the position indexes its series): a flush
-/// that swaps memtables will have to end or restart open cursors.
+/// table must be the same one for the whole scan (the position indexes its series): the engine's
+/// reads (`Engine::open_read`) pin their layers, so a flush during a scan does not change them.
 ///
 /// Cost: resuming finds the current series' next point by binary search and gathers one batch
 /// of points from there (an out-of-order series is sorted again over what is left of it).

@@ -269,3 +269,46 @@ fn a_segment_is_plain_parquet() {
         assert!(names.contains(&column), "{column} in {names:?}");
     }
 }
+
+/// A delete logged while a flush writes its segments still removes their points: the flushed
+/// segments are older than the delete, and its tombstone survives into the manifest.
+#[test]
+fn a_delete_during_a_flush_removes_the_flushed_points() {
+    test_executor().run(async {
+        let storage = SimStorage::new();
+        let (engine, _) = Engine::open_on(storage.clone(), options())
+            .await
+            .expect("open");
+        let engine = Rc::new(engine);
+        let mut model = Memtable::new(usize::MAX);
+        let mut seed = 1234_u64;
+        for _ in 0..4 {
+            let b = random_batch(&mut seed, 60);
+            engine.write(&write_of(&b)).await.expect("write");
+            model.insert(&b).expect("model");
+        }
+        storage.set_write_delay_ms(20);
+        let flushing = Rc::clone(&engine);
+        let flush = glommio::spawn_local(async move { flushing.flush(ONE_PARTITION).await });
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        let d = Delete {
+            tenant: "cnosdb".into(),
+            database: "public".into(),
+            table: None,
+            tag_filters: vec![("host".into(), vec!["a".into(), "c".into()])],
+            time: (i64::MIN, i64::MAX),
+        };
+        engine.delete(&d).await.expect("delete");
+        model.delete(&d);
+        let summary = flush.await.expect("flush");
+        assert_eq!(summary.segments, 1);
+        storage.set_write_delay_ms(0);
+        let want = expected(&model);
+        assert_eq!(read_all(&engine).await, want, "after the flush");
+        drop(engine);
+        let (reopened, _) = Engine::open_on(storage.crash(), options())
+            .await
+            .expect("reopen");
+        assert_eq!(read_all(&Rc::new(reopened)).await, want, "after a restart");
+    });
+}
