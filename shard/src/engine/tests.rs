@@ -37,7 +37,9 @@ fn random_batch(seed: &mut u64, rows: usize) -> TableBatch {
         *seed
     };
     let notes = ["x", "y", "hello, world"];
-    let mut owned: Vec<(usize, i64, Vec<(&str, Value<'_>)>)> = Vec::new();
+    // (series, time, fields) of each row.
+    type Owned<'a> = (usize, i64, Vec<(&'a str, Value<'a>)>);
+    let mut owned: Vec<Owned<'_>> = Vec::new();
     for _ in 0..rows {
         let host = (next() % 6) as usize;
         let time = (next() % 40) as i64 - 5;
