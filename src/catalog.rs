@@ -335,6 +335,30 @@ pub enum DatabaseOption {
 }
 
 impl Database {
+    /// `d` in the database's time unit (saturating).
+    fn units(&self, d: Duration) -> i64 {
+        let units = match self.precision {
+            Precision::Nanos => d.as_nanos(),
+            Precision::Micros => d.as_micros(),
+            Precision::Millis => d.as_millis(),
+        };
+        i64::try_from(units).unwrap_or(i64::MAX)
+    }
+
+    /// The time partition width of its segments (`VNODE_DURATION`) in its unit, at least 1.
+    pub fn partition_width(&self) -> i64 {
+        self.units(self.options.vnode_duration).max(1)
+    }
+
+    /// The earliest time it still keeps (now minus its TTL), in its unit; None without a TTL.
+    pub fn ttl_cutoff(&self) -> Option<i64> {
+        let ttl = self.options.ttl?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Some(self.units(now.saturating_sub(ttl)))
+    }
+
     pub fn new(name: impl Into<String>, precision: Precision) -> Database {
         Database {
             name: name.into(),

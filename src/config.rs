@@ -122,6 +122,10 @@ pub struct Config {
     pub memtable_flush_age_ms: u64,
     /// Memory of decoded segments each shard keeps for queries.
     pub segment_cache_bytes_per_shard: usize,
+    /// A table partition with this many segments is compacted into one (0: never).
+    pub compact_segments: usize,
+    /// Points one compaction merges at most (it holds them all in memory).
+    pub compact_rows_max: u64,
     /// A SQL statement running longer is cancelled and answered 500.
     pub query_timeout_ms: u64,
     /// Whether passwords are checked (off: the user must exist, the password is ignored).
@@ -148,6 +152,8 @@ impl Default for Config {
             memtable_flush_bytes_per_shard: 512 << 20,
             memtable_flush_age_ms: 900_000,
             segment_cache_bytes_per_shard: 256 << 20,
+            compact_segments: 4,
+            compact_rows_max: 20_000_000,
             query_timeout_ms: 300_000,
             auth: false,
             io_memory_bytes_per_shard: 2 * 1024 * 1024,
@@ -297,6 +303,10 @@ memtable_flush_bytes_per_shard = {flush_bytes}
 memtable_flush_age_ms = {flush_age}
 # Memory of decoded segments each shard keeps for queries (least recently used goes first).
 segment_cache_bytes_per_shard = {segment_cache}
+# A table partition with compact_segments segments is merged into one (0: never), at most
+# compact_rows_max points at a time (a compaction holds them in memory).
+compact_segments = {compact_segments}
+compact_rows_max = {compact_rows_max}
 # A SQL statement running longer is cancelled and answered 500.
 query_timeout_ms = {query_timeout_ms}
 # Check passwords (false: the user must exist, the password is ignored). Flag --auth, env CHRONOSHARD_AUTH.
@@ -340,6 +350,8 @@ balance_connections = {balance_connections}
         flush_bytes = c.memtable_flush_bytes_per_shard,
         flush_age = c.memtable_flush_age_ms,
         segment_cache = c.segment_cache_bytes_per_shard,
+        compact_segments = c.compact_segments,
+        compact_rows_max = c.compact_rows_max,
         query_timeout_ms = c.query_timeout_ms,
         auth = c.auth,
         io_memory = c.io_memory_bytes_per_shard,

@@ -244,6 +244,13 @@ pub(crate) fn table_provider(
         tenant: tenant.to_string(),
         database: db.name.clone(),
         table: table.name.clone(),
+        // Only what `ttl_cutoff` needs, not the tables.
+        retention: db.options.ttl.is_some().then(|| Database {
+            name: db.name.clone(),
+            precision: db.precision,
+            tables: Default::default(),
+            options: db.options.clone(),
+        }),
     })
 }
 

@@ -248,6 +248,8 @@ fn engine_options(ctx: &ShardCtx) -> EngineOptions {
         flush_bytes: c.memtable_flush_bytes_per_shard,
         flush_age: Duration::from_millis(c.memtable_flush_age_ms),
         segment_cache_bytes: c.segment_cache_bytes_per_shard,
+        compact_segments: c.compact_segments,
+        compact_rows_max: c.compact_rows_max,
     }
 }
 

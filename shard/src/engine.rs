@@ -75,6 +75,10 @@ pub struct EngineOptions {
     pub flush_age: Duration,
     /// Bytes of decoded segments kept for reads.
     pub segment_cache_bytes: usize,
+    /// A table partition with this many segments is compacted (0: never).
+    pub compact_segments: usize,
+    /// Points one compaction merges at most (it decodes them all in memory).
+    pub compact_rows_max: u64,
 }
 
 impl EngineOptions {
@@ -89,6 +93,8 @@ impl EngineOptions {
             flush_bytes: 512 << 20,
             flush_age: Duration::ZERO,
             segment_cache_bytes: 256 << 20,
+            compact_segments: 4,
+            compact_rows_max: 20_000_000,
         }
     }
 }
@@ -151,6 +157,21 @@ pub struct FlushSummary {
     pub wal_segments_removed: u64,
 }
 
+/// What one compaction or expiry did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactSummary {
+    /// Segments removed (merged, or expired).
+    pub removed: u64,
+    /// Segments written.
+    pub written: u64,
+    pub rows: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// Longest a compaction waits for reads still loading its inputs before deleting them.
+const UNPIN_WAIT: Duration = Duration::from_secs(30);
+
 /// Open reads at once, per shard.
 const READS_MAX: usize = 4096;
 /// Poll period while waiting for memtable room.
@@ -159,7 +180,7 @@ const ROOM_POLL_MS: u64 = 10;
 /// One layer of a read, oldest first.
 enum Layer {
     /// A decoded segment; None while its load task runs.
-    Segment(Option<Rc<Memtable>>),
+    Segment(u64, Option<Rc<Memtable>>),
     /// A frozen memtable.
     Frozen(Rc<RefCell<Memtable>>),
     /// The live memtable.
@@ -189,6 +210,39 @@ struct Read {
 
 /// A decoded segment's key: the segment and the fields decoded (None: all).
 type CacheKey = (u64, Option<Vec<String>>);
+
+/// A read's memtables borrowed for one step (the borrows end with it).
+struct Borrowed<'a> {
+    live: Ref<'a, Memtable>,
+    /// Per layer: the frozen memtable's borrow, for frozen layers.
+    frozen: Vec<Option<Ref<'a, Memtable>>>,
+}
+
+impl<'a> Borrowed<'a> {
+    fn new<S: Storage + Clone + 'static>(engine: &'a Engine<S>, read: &'a Read) -> Borrowed<'a> {
+        Borrowed {
+            live: engine.memtable.borrow(),
+            frozen: read
+                .layers
+                .iter()
+                .map(|l| match l {
+                    Layer::Frozen(f) => Some(f.borrow()),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Layer `i` of `read`'s table, if that layer holds it.
+    fn scan<'b>(&'b self, read: &'b Read, i: usize) -> Option<TableScan<'b>> {
+        let m: &Memtable = match &read.layers[i] {
+            Layer::Segment(_, m) => m.as_deref()?,
+            Layer::Frozen(_) => self.frozen[i].as_deref()?,
+            Layer::Live => &self.live,
+        };
+        m.scan(&read.tenant, &read.database, &read.table)
+    }
+}
 
 /// Decoded segments, bounded in bytes (least recently used goes first).
 #[derive(Default)]
@@ -736,6 +790,223 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         Ok(encoder.finish()?)
     }
 
+    /// Merges the oldest run of segments of one table partition that has at least
+    /// `compact_segments` of them (and at most `compact_rows_max` points in the run) into one
+    /// segment: newer writes win, tombstones applied. None when no partition needs it. Runs
+    /// one at a time with flushes.
+    pub async fn compact(
+        &self,
+        partition: &dyn Fn(&str, &str) -> i64,
+    ) -> Result<Option<CompactSummary>, EngineError> {
+        if self.options.compact_segments < 2 {
+            return Ok(None);
+        }
+        if self.flushing.replace(true) {
+            return Err(EngineError::FlushRunning);
+        }
+        let result = self.compact_inner(partition).await;
+        self.flushing.set(false);
+        result
+    }
+
+    /// The run to compact: segments of one table partition, oldest first.
+    fn compaction_run(&self, partition: &dyn Fn(&str, &str) -> i64) -> Vec<SegmentMeta> {
+        let m = self.manifest.borrow();
+        let mut groups: BTreeMap<(String, String, String, i64), Vec<SegmentMeta>> = BTreeMap::new();
+        for s in &m.segments {
+            let width = partition(&s.tenant, &s.database).max(1);
+            let (p, q) = (s.min_time.div_euclid(width), s.max_time.div_euclid(width));
+            let p = if width == i64::MAX { 0 } else { p };
+            if width != i64::MAX && p != q {
+                continue; // written under another partition width: left as it is
+            }
+            let key = (s.tenant.clone(), s.database.clone(), s.table.clone(), p);
+            groups.entry(key).or_default().push(s.clone());
+        }
+        for (_, mut group) in groups {
+            if group.len() < self.options.compact_segments {
+                continue;
+            }
+            group.sort_by_key(|s| (s.flushed_seq, s.id));
+            let mut rows = 0;
+            let run: Vec<SegmentMeta> = group
+                .into_iter()
+                .take_while(|s| {
+                    rows += s.rows;
+                    rows <= self.options.compact_rows_max
+                })
+                .collect();
+            if run.len() >= 2 {
+                return run;
+            }
+        }
+        Vec::new()
+    }
+
+    async fn compact_inner(
+        &self,
+        partition: &dyn Fn(&str, &str) -> i64,
+    ) -> Result<Option<CompactSummary>, EngineError> {
+        let run = self.compaction_run(partition);
+        if run.is_empty() {
+            return Ok(None);
+        }
+        let mut decoded = Vec::with_capacity(run.len());
+        for meta in &run {
+            decoded.push(self.load_segment(meta, None).await?);
+        }
+        let first = &run[0];
+        let (tenant, database, table) = (&first.tenant, &first.database, &first.table);
+        let id = self.manifest.borrow().next_segment;
+        let path = manifest::segment_path(id);
+        let scans: Vec<TableScan<'_>> = decoded
+            .iter()
+            .filter_map(|m| m.scan(tenant, database, table))
+            .collect();
+        let mut summary = CompactSummary {
+            removed: run.len() as u64,
+            bytes_before: run.iter().map(|s| s.bytes).sum(),
+            ..CompactSummary::default()
+        };
+        let union = Union::build(&scans);
+        let encoded = match Layered::new(&scans, &union) {
+            None => None,
+            Some(layered) => {
+                let scan = layered.scan();
+                let series = segment::sorted_series(&scan);
+                let mut encoder =
+                    segment::Encoder::new(&scan, &series, (i64::MIN, i64::MAX), &path)?;
+                let mut points = 0;
+                for s in &series {
+                    points += encoder.push(s)?.max(1);
+                    if points >= 65_536 {
+                        points = 0;
+                        glommio::yield_if_needed().await;
+                    }
+                }
+                encoder.finish()?
+            }
+        };
+        let flushed_seq = run.iter().map(|s| s.flushed_seq).max().unwrap_or(0);
+        let mut written = None;
+        if let Some(e) = &encoded {
+            segment::write_file(&self.storage, &path, &e.bytes).await?;
+            self.storage.sync_dir(manifest::SEGMENTS_DIR).await?;
+            summary.written = 1;
+            summary.rows = e.rows;
+            summary.bytes_after = e.bytes.len() as u64;
+            written = Some(SegmentMeta {
+                id,
+                tenant: tenant.clone(),
+                database: database.clone(),
+                table: table.clone(),
+                min_time: e.min_time,
+                max_time: e.max_time,
+                rows: e.rows,
+                series: e.series,
+                bytes: e.bytes.len() as u64,
+                flushed_seq,
+            });
+        }
+        let ids: Vec<u64> = run.iter().map(|s| s.id).collect();
+        self.replace_segments(&ids, written, id + 1).await?;
+        info!(
+            dir = %self.options.dir.display(),
+            merged = summary.removed,
+            rows = summary.rows,
+            bytes_before = summary.bytes_before,
+            bytes_after = summary.bytes_after,
+            "segments compacted"
+        );
+        Ok(Some(summary))
+    }
+
+    /// Drops every segment whose points are all older than its database's cutoff
+    /// (`cutoff(tenant, database)`, in the database's unit; None: no retention).
+    pub async fn expire(
+        &self,
+        cutoff: &dyn Fn(&str, &str) -> Option<i64>,
+    ) -> Result<CompactSummary, EngineError> {
+        let expired: Vec<SegmentMeta> = self
+            .manifest
+            .borrow()
+            .segments
+            .iter()
+            .filter(|s| cutoff(&s.tenant, &s.database).is_some_and(|c| s.max_time < c))
+            .cloned()
+            .collect();
+        if expired.is_empty() {
+            return Ok(CompactSummary::default());
+        }
+        if self.flushing.replace(true) {
+            return Err(EngineError::FlushRunning);
+        }
+        let ids: Vec<u64> = expired.iter().map(|s| s.id).collect();
+        let next_id = self.manifest.borrow().next_segment;
+        let result = self.replace_segments(&ids, None, next_id).await;
+        self.flushing.set(false);
+        result?;
+        info!(dir = %self.options.dir.display(), segments = ids.len(), "expired segments dropped");
+        Ok(CompactSummary {
+            removed: ids.len() as u64,
+            bytes_before: expired.iter().map(|s| s.bytes).sum(),
+            ..CompactSummary::default()
+        })
+    }
+
+    /// Replaces segments `ids` by `with` (at the first one's place) in a new durable manifest,
+    /// then deletes their files once no read is still loading them.
+    async fn replace_segments(
+        &self,
+        ids: &[u64],
+        with: Option<SegmentMeta>,
+        next_segment: u64,
+    ) -> Result<(), EngineError> {
+        let mut next = self.manifest.borrow().clone();
+        let at = next.segments.iter().position(|s| ids.contains(&s.id));
+        next.segments.retain(|s| !ids.contains(&s.id));
+        if let Some(w) = with {
+            next.segments.insert(
+                at.unwrap_or(next.segments.len()).min(next.segments.len()),
+                w,
+            );
+        }
+        next.version += 1;
+        next.next_segment = next_segment;
+        next.tombstones = self
+            .tombstones
+            .borrow()
+            .iter()
+            .filter(|t| next.segments.iter().any(|s| t.applies_to(s)))
+            .cloned()
+            .collect();
+        next.store(&self.storage).await?;
+        self.tombstones
+            .borrow_mut()
+            .retain(|t| next.segments.iter().any(|s| t.applies_to(s)));
+        *self.manifest.borrow_mut() = next;
+        self.cache.borrow_mut().drop_where(|id| ids.contains(&id));
+        // A read that listed a removed segment but has not loaded it yet must finish loading
+        // before the file goes (reads that loaded it hold it in memory).
+        let deadline = Instant::now() + UNPIN_WAIT;
+        while Instant::now() < deadline && self.loading_any(ids) {
+            Timer::new(Duration::from_millis(ROOM_POLL_MS)).await;
+        }
+        for id in ids {
+            self.storage.remove(&manifest::segment_path(*id)).await?;
+        }
+        self.storage.sync_dir(manifest::SEGMENTS_DIR).await?;
+        Ok(())
+    }
+
+    fn loading_any(&self, ids: &[u64]) -> bool {
+        self.reads.borrow().values().any(|r| {
+            r.layers
+                .iter()
+                .any(|l| matches!(l, Layer::Segment(id, None) if ids.contains(id)))
+        })
+    }
+
     /// Opens a read of one table over `time` (`[min, max)`) needing `fields` (None: all):
     /// pins its layers and starts loading its segments. Returns the read's id.
     pub fn open_read(
@@ -751,7 +1022,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
             f.dedup();
             f
         });
-        let metas: Vec<SegmentMeta> = self
+        let mut metas: Vec<SegmentMeta> = self
             .manifest
             .borrow()
             .segments
@@ -765,15 +1036,17 @@ impl<S: Storage + Clone + 'static> Engine<S> {
             })
             .cloned()
             .collect();
+        // Oldest first: a newer segment's write wins over an older one's.
+        metas.sort_by_key(|s| (s.flushed_seq, s.id));
         let mut layers = Vec::with_capacity(metas.len() + 2);
         let mut loads = Vec::new();
         for meta in metas {
             let key = (meta.id, fields.clone());
             match self.cache.borrow_mut().get(&key) {
-                Some(m) => layers.push(Layer::Segment(Some(m))),
+                Some(m) => layers.push(Layer::Segment(meta.id, Some(m))),
                 None => {
                     loads.push((layers.len(), meta.clone()));
-                    layers.push(Layer::Segment(None));
+                    layers.push(Layer::Segment(meta.id, None));
                 }
             }
         }
@@ -870,7 +1143,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
             return;
         };
         match loaded {
-            Ok(m) => read.layers[layer] = Layer::Segment(Some(m)),
+            Ok(m) => read.layers[layer] = Layer::Segment(meta.id, Some(m)),
             Err(e) => {
                 let error = EngineError::SegmentRead {
                     id: meta.id,
@@ -927,25 +1200,8 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         let Some(read) = reads.get(&id) else {
             return Poll::Ready(Err(EngineError::ReadGone(id)));
         };
-        let live = self.memtable.borrow();
-        let frozen: Vec<Option<Ref<'_, Memtable>>> = read
-            .layers
-            .iter()
-            .map(|l| match l {
-                Layer::Frozen(f) => Some(f.borrow()),
-                _ => None,
-            })
-            .collect();
-        let memtable_of = |i: usize| -> Option<&Memtable> {
-            match &read.layers[i] {
-                Layer::Segment(m) => m.as_deref(),
-                Layer::Frozen(_) => frozen[i].as_deref(),
-                Layer::Live => Some(&live),
-            }
-        };
-        let scan_of = |i: usize| {
-            memtable_of(i).and_then(|m| m.scan(&read.tenant, &read.database, &read.table))
-        };
+        let borrowed = Borrowed::new(self, read);
+        let scan_of = |i: usize| borrowed.scan(read, i);
         Poll::Ready(Ok(match &read.shape {
             None | Some(Shape::Empty) => f(None),
             Some(Shape::One(i)) => f(scan_of(*i)),
@@ -963,24 +1219,11 @@ impl<S: Storage + Clone + 'static> Engine<S> {
 
     /// Which layers of `read` hold its table, and their union when several do.
     fn shape_of(&self, read: &Read) -> Shape {
-        let live = self.memtable.borrow();
-        let frozen: Vec<Option<Ref<'_, Memtable>>> = read
-            .layers
-            .iter()
-            .map(|l| match l {
-                Layer::Frozen(f) => Some(f.borrow()),
-                _ => None,
-            })
-            .collect();
+        let borrowed = Borrowed::new(self, read);
         let mut held = Vec::new();
         let mut scans = Vec::new();
-        for (i, layer) in read.layers.iter().enumerate() {
-            let m: Option<&Memtable> = match layer {
-                Layer::Segment(m) => m.as_deref(),
-                Layer::Frozen(_) => frozen[i].as_deref(),
-                Layer::Live => Some(&live),
-            };
-            if let Some(s) = m.and_then(|m| m.scan(&read.tenant, &read.database, &read.table)) {
+        for i in 0..read.layers.len() {
+            if let Some(s) = borrowed.scan(read, i) {
                 held.push(i);
                 scans.push(s);
             }

@@ -35,6 +35,8 @@ pub struct ShardedTable {
     pub tenant: String,
     pub database: String,
     pub table: String,
+    /// The database's TTL cutoff source: rows older than now minus its TTL are never returned.
+    pub retention: Option<crate::catalog::Database>,
 }
 
 #[async_trait]
@@ -87,6 +89,10 @@ impl ShardedTable {
         limit: Option<usize>,
     ) -> ScanRequest {
         let mut time_range = (i64::MIN, i64::MAX);
+        // Expired rows may still be held until retention drops them; they are never shown.
+        if let Some(cutoff) = self.retention.as_ref().and_then(|db| db.ttl_cutoff()) {
+            time_range.0 = cutoff;
+        }
         let mut tag_filters: Vec<(String, Vec<String>)> = Vec::new();
         for f in filters {
             if let Some((lo, hi, _)) = self.time_bound(f) {

@@ -118,7 +118,10 @@ fn delete(s: &Server) {
 
 #[test]
 fn flushed_data_answers_as_unflushed_data_and_survives_a_restart() {
-    let flushing = Server::start("memtable_flush_bytes_per_shard = 1\n", 2);
+    let flushing = Server::start(
+        "memtable_flush_bytes_per_shard = 1\ncompact_segments = 0\n",
+        2,
+    );
     let plain = Server::start("", 2);
     load(&flushing, true);
     load(&plain, false);
@@ -162,7 +165,10 @@ fn flushed_data_answers_as_unflushed_data_and_survives_a_restart() {
 #[test]
 fn segment_files_are_plain_parquet() {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let s = Server::start("memtable_flush_bytes_per_shard = 1\n", 2);
+    let s = Server::start(
+        "memtable_flush_bytes_per_shard = 1\ncompact_segments = 0\n",
+        2,
+    );
     load(&s, true);
     let mut rows = 0;
     let mut files = 0;
@@ -188,4 +194,59 @@ fn segment_files_are_plain_parquet() {
     }
     assert!(files >= 8, "{files} files");
     assert_eq!(rows, metric_sum(&s, "chronoshard_segment_rows"));
+}
+
+/// With compaction on, the many small segments of one partition become few, and every answer
+/// stays the same.
+#[test]
+fn compacted_segments_answer_as_the_memtable_does() {
+    let compacting = Server::start(
+        "memtable_flush_bytes_per_shard = 1\ncompact_segments = 3\n",
+        2,
+    );
+    let plain = Server::start("", 2);
+    load(&compacting, true);
+    load(&plain, false);
+    delete(&compacting);
+    delete(&plain);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric_sum(&compacting, "chronoshard_segments") > 4 {
+        assert!(Instant::now() < deadline, "segments were not compacted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let want = answers(&plain);
+    assert_same(&answers(&compacting), &want, "compacted vs memtable");
+    let compacting = compacting.restart();
+    assert_same(&answers(&compacting), &want, "compacted, after a restart");
+}
+
+/// Rows older than the database's TTL are never returned, wherever they are held.
+#[test]
+fn rows_past_the_ttl_are_not_returned() {
+    let s = Server::start("memtable_flush_bytes_per_shard = 1\n", 2);
+    let r = sql(&s, "", None, "CREATE DATABASE short WITH TTL '1d'");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64;
+    let day = 86_400_000_000_000i64;
+    let body = format!(
+        "t,host=a v=1i {}\nt,host=b v=2i {}\nt,host=a v=3i {}\n",
+        now - 3 * day,
+        now - day / 2,
+        now - 60_000_000_000
+    );
+    let r = write(&s, "db=short", &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let count = |s: &Server| {
+        let r = sql(&s, "db=short", None, "SELECT count(*), sum(v) FROM t");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
+    };
+    assert_eq!(count(&s), "count(*),sum(t.v)\n2,5\n");
+    wait_flushed(&s);
+    assert_eq!(count(&s), "count(*),sum(t.v)\n2,5\n", "after a flush");
+    let r = sql(&s, "db=short", None, "SELECT host, v FROM t ORDER BY v");
+    assert_eq!(r.text(), "host,v\nb,2\na,3\n");
 }

@@ -314,3 +314,64 @@ fn a_delete_during_a_flush_removes_the_flushed_points() {
         assert_eq!(read_all(&Rc::new(reopened)).await, want, "after a restart");
     });
 }
+
+/// Compaction merges a partition's segments into one with the same answers, and a crash at any
+/// point of it leaves the same answers too; expiry drops whole old segments.
+#[test]
+fn compaction_keeps_every_answer_and_survives_a_crash_anywhere() {
+    test_executor().run(async {
+        let storage = SimStorage::new();
+        let (engine, _) = Engine::open_on(storage.clone(), options())
+            .await
+            .expect("open");
+        let engine = Rc::new(engine);
+        let mut model = Memtable::new(usize::MAX);
+        let mut seed = 777_u64;
+        for round in 0..5 {
+            let b = random_batch(&mut seed, 80);
+            engine.write(&write_of(&b)).await.expect("write");
+            model.insert(&b).expect("model");
+            if round == 2 {
+                let d = Delete {
+                    tenant: "cnosdb".into(),
+                    database: "public".into(),
+                    table: Some("cpu".into()),
+                    tag_filters: vec![("host".into(), vec!["b".into()])],
+                    time: (10, 30),
+                };
+                engine.delete(&d).await.expect("delete");
+                model.delete(&d);
+            }
+            engine.flush(ONE_PARTITION).await.expect("flush");
+        }
+        assert_eq!(engine.segments().len(), 5);
+        let want = expected(&model);
+        storage.record_images(true);
+        let summary = engine
+            .compact(ONE_PARTITION)
+            .await
+            .expect("compact")
+            .expect("a partition with 5 segments is due");
+        assert_eq!((summary.removed, summary.written), (5, 1));
+        assert_eq!(engine.segments().len(), 1);
+        assert_eq!(read_all(&engine).await, want, "after compaction");
+        assert!(engine
+            .compact(ONE_PARTITION)
+            .await
+            .expect("compact")
+            .is_none());
+        for (i, image) in storage.take_images().iter().enumerate() {
+            let (reopened, _) = Engine::open_on(image.storage.crash(), options())
+                .await
+                .expect("reopen");
+            assert_eq!(read_all(&Rc::new(reopened)).await, want, "crash image {i}");
+        }
+        // Expiry: nothing is older than -100; everything is older than 1000.
+        let kept = engine.expire(&|_, _| Some(-100)).await.expect("expire");
+        assert_eq!(kept.removed, 0);
+        let gone = engine.expire(&|_, _| Some(1000)).await.expect("expire");
+        assert_eq!(gone.removed, 1);
+        assert!(engine.segments().is_empty());
+        assert_eq!(read_all(&engine).await, "", "everything expired");
+    });
+}
