@@ -240,7 +240,7 @@ fn rows_past_the_ttl_are_not_returned() {
     let r = write(&s, "db=short", &body);
     assert_eq!(r.status, 200, "{}", r.text());
     let count = |s: &Server| {
-        let r = sql(&s, "db=short", None, "SELECT count(*), sum(v) FROM t");
+        let r = sql(s, "db=short", None, "SELECT count(*), sum(v) FROM t");
         assert_eq!(r.status, 200, "{}", r.text());
         r.text()
     };
