@@ -853,7 +853,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         }
         let mut decoded = Vec::with_capacity(run.len());
         for meta in &run {
-            decoded.push(self.load_segment(meta, None).await?);
+            decoded.push(self.load_segment(meta, None, &[]).await?.0);
         }
         let first = &run[0];
         let (tenant, database, table) = (&first.tenant, &first.database, &first.table);
@@ -1014,6 +1014,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         (tenant, database, table): (&str, &str, &str),
         time: (i64, i64),
         fields: Option<Vec<String>>,
+        tag_filters: &[(String, Vec<String>)],
     ) -> u64 {
         let id = self.next_read.get();
         self.next_read.set(id + 1);
@@ -1082,8 +1083,9 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         for (layer, meta) in loads {
             let engine = Rc::clone(self);
             let fields = fields.clone();
+            let filters = tag_filters.to_vec();
             glommio::spawn_local(async move {
-                let loaded = engine.load_segment(&meta, fields.clone()).await;
+                let loaded = engine.load_segment(&meta, fields.clone(), &filters).await;
                 engine.loaded(id, layer, &meta, fields, loaded);
             })
             .detach();
@@ -1092,13 +1094,24 @@ impl<S: Storage + Clone + 'static> Engine<S> {
     }
 
     /// Reads and decodes one segment into a read-only memtable, tombstones applied.
+    /// Only the row groups that may hold rows passing `tag_filters` are read; the answer says
+    /// whether that was all of them.
     async fn load_segment(
         &self,
         meta: &SegmentMeta,
         fields: Option<Vec<String>>,
-    ) -> Result<Rc<Memtable>, EngineError> {
+        tag_filters: &[(String, Vec<String>)],
+    ) -> Result<(Rc<Memtable>, bool), EngineError> {
         let path = meta.path();
-        let read = segment::read(&self.storage, &path, meta.bytes, fields.as_deref()).await?;
+        let read = segment::read(
+            &self.storage,
+            &path,
+            meta.bytes,
+            fields.as_deref(),
+            tag_filters,
+        )
+        .await?;
+        let whole = read.is_whole();
         let mut m = Memtable::new(usize::MAX);
         for batch in read.batches()? {
             m.insert(&batch?)?;
@@ -1112,7 +1125,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         {
             m.delete(&t.delete());
         }
-        Ok(Rc::new(m))
+        Ok((Rc::new(m), whole))
     }
 
     fn loaded(
@@ -1121,23 +1134,25 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         layer: usize,
         meta: &SegmentMeta,
         fields: Option<Vec<String>>,
-        loaded: Result<Rc<Memtable>, EngineError>,
+        loaded: Result<(Rc<Memtable>, bool), EngineError>,
     ) {
-        if let Ok(m) = &loaded {
+        let loaded = loaded.map(|(m, whole)| {
             let live = self
                 .manifest
                 .borrow()
                 .segments
                 .iter()
                 .any(|s| s.id == meta.id);
-            if live {
+            // Only whole decodes are cached: a part is what one query's tag filters kept.
+            if live && whole {
                 self.cache.borrow_mut().put(
                     (meta.id, fields),
-                    Rc::clone(m),
+                    Rc::clone(&m),
                     self.options.segment_cache_bytes,
                 );
             }
-        }
+            m
+        });
         let mut reads = self.reads.borrow_mut();
         let Some(read) = reads.get_mut(&id) else {
             return;

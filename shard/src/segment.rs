@@ -58,7 +58,7 @@ use crate::scan::arrow_type;
 /// Rows per Arrow batch handed to the Parquet writer, and per batch read back.
 const BATCH_ROWS: usize = 65_536;
 /// Rows per Parquet row group.
-const ROW_GROUP_ROWS: usize = 1 << 20;
+const ROW_GROUP_ROWS: usize = 1 << 17;
 /// Bytes read from a file's end first: the footer of a segment is usually smaller.
 const TAIL_GUESS_BYTES: u64 = 64 * 1024;
 const FORMAT_VERSION: &str = "1";
@@ -515,6 +515,10 @@ impl ChunkReader for Fetched {
 #[derive(Debug)]
 pub struct ReadSegment {
     path: String,
+    /// The row groups read (those that may match the scan's tag filters).
+    row_groups: Vec<usize>,
+    /// Whether those are all of them.
+    whole: bool,
     fetched: Fetched,
     metadata: ArrowReaderMetadata,
     columns: Vec<usize>,
@@ -524,13 +528,42 @@ pub struct ReadSegment {
     table: String,
 }
 
-/// Reads the footer of segment `path` (`len` bytes long) and the column chunks of the series
-/// columns, the tags and the fields named in `fields` (all fields when None).
+/// Whether a row group may hold a row passing every tag filter (`tag IN values`), by its
+/// chunk statistics: a filter on a tag the file lacks, or whose column is all null in the row
+/// group, or whose values all lie outside the chunk's min..max, rules it out.
+fn may_match(
+    rg: &parquet::file::metadata::RowGroupMetaData,
+    schema: &Schema,
+    tag_filters: &[(String, Vec<String>)],
+) -> bool {
+    tag_filters.iter().all(|(tag, values)| {
+        let Some((c, _)) = schema.column_with_name(tag) else {
+            return false;
+        };
+        let Some(stats) = rg.column(c).statistics() else {
+            return true;
+        };
+        if stats.null_count_opt() == Some(rg.num_rows() as u64) {
+            return false;
+        }
+        match (stats.min_bytes_opt(), stats.max_bytes_opt()) {
+            (Some(min), Some(max)) => values
+                .iter()
+                .any(|v| min <= v.as_bytes() && v.as_bytes() <= max),
+            _ => true,
+        }
+    })
+}
+
+/// Reads the footer of segment `path` (`len` bytes long) and, of the row groups that may hold
+/// rows passing `tag_filters`, the column chunks of the series columns, the tags and the fields
+/// named in `fields` (all fields when None).
 pub async fn read<S: Storage>(
     storage: &S,
     path: &str,
     len: u64,
     fields: Option<&[String]>,
+    tag_filters: &[(String, Vec<String>)],
 ) -> Result<ReadSegment, SegmentError> {
     let file = storage.open(path, false).await?;
     if len < 12 {
@@ -624,8 +657,12 @@ pub async fn read<S: Storage>(
         Bytes::copy_from_slice(&tail[tail.len() - 8 - meta_len as usize..]),
     );
     let parquet_meta = Arc::clone(metadata.metadata());
+    let row_groups: Vec<usize> = (0..parquet_meta.num_row_groups())
+        .filter(|&i| may_match(parquet_meta.row_group(i), schema, tag_filters))
+        .collect();
     // Arrow's root fields map one to one to Parquet leaf columns here (no nested types).
-    for rg in parquet_meta.row_groups() {
+    for &i in &row_groups {
+        let rg = parquet_meta.row_group(i);
         for &c in &columns {
             let (start, chunk_len) = rg.column(c).byte_range();
             if start + chunk_len > len {
@@ -648,6 +685,8 @@ pub async fn read<S: Storage>(
     );
     Ok(ReadSegment {
         path: path.to_string(),
+        whole: row_groups.len() == parquet_meta.num_row_groups(),
+        row_groups,
         fetched: Fetched { len, ranges },
         metadata,
         columns,
@@ -659,6 +698,11 @@ pub async fn read<S: Storage>(
 }
 
 impl ReadSegment {
+    /// Whether every row group was read (none was ruled out by the tag filters).
+    pub fn is_whole(&self) -> bool {
+        self.whole
+    }
+
     /// The segment's rows as write batches (one per Parquet batch read), series keys rebuilt
     /// from the tag columns and the stored hash, in file order: decoded one batch per `next`,
     /// so a caller can yield in between.
@@ -674,6 +718,7 @@ impl ReadSegment {
         let reader =
             ParquetRecordBatchReaderBuilder::new_with_metadata(self.fetched, self.metadata)
                 .with_projection(mask)
+                .with_row_groups(self.row_groups)
                 .with_batch_size(BATCH_ROWS)
                 .build()
                 .map_err(|source| SegmentError::Decode {

@@ -104,6 +104,7 @@ pub struct ShardRead {
     id: Option<u64>,
     table: (String, String, String),
     time: (i64, i64),
+    tag_filters: Vec<(String, Vec<String>)>,
     fields: Option<Vec<String>>,
 }
 
@@ -119,6 +120,7 @@ impl ShardRead {
                 request.table.clone(),
             ),
             time: request.time_range,
+            tag_filters: request.tag_filters.clone(),
             fields,
         }
     }
@@ -134,7 +136,7 @@ impl ShardRead {
         let result = with_engine(shard, |engine| {
             let id = *self.id.get_or_insert_with(|| {
                 let (t, d, n) = &self.table;
-                engine.open_read((t, d, n), self.time, self.fields.take())
+                engine.open_read((t, d, n), self.time, self.fields.take(), &self.tag_filters)
             });
             engine.with_read(id, cx.waker(), f)
         });

@@ -79,7 +79,12 @@ async fn read_all(engine: &Rc<Engine<SimStorage>>) -> String {
 
 async fn read_with(engine: &Rc<Engine<SimStorage>>, request: &ScanRequest) -> String {
     let mut cursor = ScanCursor::new(&cpu_schema(), request).expect("cursor");
-    let id = engine.open_read(("cnosdb", "public", "cpu"), (i64::MIN, i64::MAX), None);
+    let id = engine.open_read(
+        ("cnosdb", "public", "cpu"),
+        request.time_range,
+        None,
+        &request.tag_filters,
+    );
     let mut out: Vec<RecordBatch> = Vec::new();
     loop {
         let step = poll_fn(|cx| engine.with_read(id, cx.waker(), |s| cursor.next_batch_on(s)));
@@ -373,5 +378,55 @@ fn compaction_keeps_every_answer_and_survives_a_crash_anywhere() {
         assert_eq!(gone.removed, 1);
         assert!(engine.segments().is_empty());
         assert_eq!(read_all(&engine).await, "", "everything expired");
+    });
+}
+
+/// Tag filters read only row groups whose statistics may match, and reads with them answer as
+/// the memtable does.
+#[test]
+fn tag_filters_prune_row_groups_and_answer_exactly() {
+    test_executor().run(async {
+        let storage = SimStorage::new();
+        let (engine, _) = Engine::open_on(storage.clone(), options())
+            .await
+            .expect("open");
+        let engine = Rc::new(engine);
+        let mut model = Memtable::new(usize::MAX);
+        let mut seed = 31_u64;
+        let b = random_batch(&mut seed, 120);
+        engine.write(&write_of(&b)).await.expect("write");
+        model.insert(&b).expect("model");
+        engine.flush(ONE_PARTITION).await.expect("flush");
+        let seg = engine.segments().remove(0);
+        let filter = |tag: &str, v: &str| vec![(tag.to_string(), vec![v.to_string()])];
+        let none = crate::segment::read(
+            &storage,
+            &seg.path(),
+            seg.bytes,
+            None,
+            &filter("host", "zzz"),
+        )
+        .await
+        .expect("read");
+        assert!(!none.is_whole(), "host = 'zzz' is past every host");
+        let no_tag =
+            crate::segment::read(&storage, &seg.path(), seg.bytes, None, &filter("dc", "x"))
+                .await
+                .expect("read");
+        assert!(!no_tag.is_whole(), "no series has tag dc");
+        let some =
+            crate::segment::read(&storage, &seg.path(), seg.bytes, None, &filter("host", "c"))
+                .await
+                .expect("read");
+        assert!(some.is_whole());
+        for (tag, value) in [("host", "c"), ("region", "eu"), ("zone", "nope")] {
+            let mut request = ScanRequest::new("cnosdb", "public", "cpu");
+            request.tag_filters = filter(tag, value);
+            assert_eq!(
+                read_with(&engine, &request).await,
+                expected_with(&model, &request),
+                "{tag} = {value}"
+            );
+        }
     });
 }
