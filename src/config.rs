@@ -153,7 +153,7 @@ impl Default for Config {
             memtable_flush_age_ms: 900_000,
             segment_cache_bytes_per_shard: 256 << 20,
             compact_segments: 4,
-            compact_rows_max: 20_000_000,
+            compact_rows_max: 4_000_000,
             query_timeout_ms: 300_000,
             auth: false,
             io_memory_bytes_per_shard: 2 * 1024 * 1024,

@@ -94,7 +94,7 @@ impl EngineOptions {
             flush_age: Duration::ZERO,
             segment_cache_bytes: 256 << 20,
             compact_segments: 4,
-            compact_rows_max: 20_000_000,
+            compact_rows_max: 4_000_000,
         }
     }
 }
