@@ -124,7 +124,7 @@ pub struct Config {
     pub segment_cache_bytes_per_shard: usize,
     /// A table partition with this many segments is compacted into one (0: never).
     pub compact_segments: usize,
-    /// Points one compaction merges at most (it holds them all in memory).
+    /// Rows one compaction merges at most (it holds them all in memory).
     pub compact_rows_max: u64,
     /// A SQL statement running longer is cancelled and answered 500.
     pub query_timeout_ms: u64,
@@ -304,7 +304,7 @@ memtable_flush_age_ms = {flush_age}
 # Memory of decoded segments each shard keeps for queries (least recently used goes first).
 segment_cache_bytes_per_shard = {segment_cache}
 # A table partition with compact_segments segments is merged into one (0: never), at most
-# compact_rows_max points at a time (a compaction holds them in memory).
+# compact_rows_max rows at a time (a compaction holds them in memory).
 compact_segments = {compact_segments}
 compact_rows_max = {compact_rows_max}
 # A SQL statement running longer is cancelled and answered 500.

@@ -77,7 +77,7 @@ pub struct EngineOptions {
     pub segment_cache_bytes: usize,
     /// A table partition with this many segments is compacted (0: never).
     pub compact_segments: usize,
-    /// Points one compaction merges at most (it decodes them all in memory).
+    /// Rows one compaction merges at most (it decodes them all in memory).
     pub compact_rows_max: u64,
 }
 
@@ -791,7 +791,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
     }
 
     /// Merges the oldest run of segments of one table partition that has at least
-    /// `compact_segments` of them (and at most `compact_rows_max` points in the run) into one
+    /// `compact_segments` of them (and at most `compact_rows_max` rows in the run) into one
     /// segment: newer writes win, tombstones applied. None when no partition needs it. Runs
     /// one at a time with flushes.
     pub async fn compact(
