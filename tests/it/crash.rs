@@ -66,7 +66,8 @@ fn writer(
 
 /// Rows of table `crash` (0 before it exists).
 fn rows_held(server: &Server) -> u64 {
-    if metric_sum(server, "chronoshard_memtable_rows{") + metric_sum(server, "chronoshard_segment_rows{")
+    if metric_sum(server, "chronoshard_memtable_rows{")
+        + metric_sum(server, "chronoshard_segment_rows{")
         == 0
     {
         return 0;
