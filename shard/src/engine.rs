@@ -172,6 +172,9 @@ pub struct CompactSummary {
 /// Longest a compaction waits for reads still loading its inputs before deleting them.
 const UNPIN_WAIT: Duration = Duration::from_secs(30);
 
+/// Partitions a series' time bounds may span before its points are looked at one by one.
+const PARTITIONS_SPANNED_MAX: i64 = 1024;
+
 /// Open reads at once, per shard.
 const READS_MAX: usize = 4096;
 /// Poll period while waiting for memtable room.
@@ -725,17 +728,27 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         let Some(scan) = m.scan(tenant, database, table) else {
             return Vec::new();
         };
+        // Every partition between a series' first and last time (one that holds none of its
+        // points encodes to nothing and is skipped).
         let mut starts: Vec<i64> = Vec::new();
         for s in scan.series_refs_from(0) {
-            let points = s.scan_range(i64::MIN, i64::MAX, usize::MAX);
-            let mut last = None;
-            for &t in points.time() {
-                let p = t.div_euclid(width);
-                if last != Some(p) {
-                    last = Some(p);
+            let Some((lo, hi)) = s.time_bounds() else {
+                continue;
+            };
+            let (first, last) = (lo.div_euclid(width), hi.div_euclid(width));
+            if last.saturating_sub(first) <= PARTITIONS_SPANNED_MAX {
+                for p in first..=last {
                     if let Err(at) = starts.binary_search(&p) {
                         starts.insert(at, p);
                     }
+                }
+                continue;
+            }
+            // A series spread over many partitions: the ones its points are in.
+            for &t in s.scan().time() {
+                let p = t.div_euclid(width);
+                if let Err(at) = starts.binary_search(&p) {
+                    starts.insert(at, p);
                 }
             }
         }
@@ -778,7 +791,8 @@ impl<S: Storage + Clone + 'static> Engine<S> {
                     return Ok(None);
                 };
                 let mut points = 0;
-                while at < order.len() && points < 65_536 {
+                // Borrowed for about a write batch's worth of points at a time.
+                while at < order.len() && points < 8192 {
                     if let Some(s) = scan.series_refs_from(order[at]).next() {
                         points += encoder.push(&s)?.max(1);
                     }
@@ -879,7 +893,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
                 let mut points = 0;
                 for s in &series {
                     points += encoder.push(s)?.max(1);
-                    if points >= 65_536 {
+                    if points >= 8192 {
                         points = 0;
                         glommio::yield_if_needed().await;
                     }

@@ -55,14 +55,17 @@ use crate::io::{align_up, IoError, Storage, StorageFile};
 use crate::memtable::{ColumnValues, SeriesRef, TableScan};
 use crate::scan::arrow_type;
 
-/// Rows per Arrow batch handed to the Parquet writer, and per batch read back.
-const BATCH_ROWS: usize = 65_536;
+/// Rows per Arrow batch handed to the Parquet writer: one `write` encodes them in one go, and
+/// the shard's reactor waits meanwhile, so it stays a few milliseconds of work.
+const BATCH_ROWS: usize = 8192;
+/// Rows per batch read back (decoded and inserted between two yields).
+const READ_BATCH_ROWS: usize = 16_384;
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 1 << 17;
 /// Bytes read from a file's end first: the footer of a segment is usually smaller.
 const TAIL_GUESS_BYTES: u64 = 64 * 1024;
 const FORMAT_VERSION: &str = "1";
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 1;
 
 pub const TIME_COLUMN: &str = "time";
 pub const SERIES_ID_COLUMN: &str = "_series_id";
@@ -719,7 +722,7 @@ impl ReadSegment {
             ParquetRecordBatchReaderBuilder::new_with_metadata(self.fetched, self.metadata)
                 .with_projection(mask)
                 .with_row_groups(self.row_groups)
-                .with_batch_size(BATCH_ROWS)
+                .with_batch_size(READ_BATCH_ROWS)
                 .build()
                 .map_err(|source| SegmentError::Decode {
                     path: path.clone(),

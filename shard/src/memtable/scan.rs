@@ -113,6 +113,26 @@ impl<'a> SeriesRef<'a> {
         &self.series.key
     }
 
+    /// The earliest and latest time held (deleted points aside), without gathering: O(1) for
+    /// a strict series. None if it holds no point.
+    pub fn time_bounds(&self) -> Option<(i64, i64)> {
+        let bounds = |s: &Series| -> Option<(i64, i64)> {
+            let e = &s.entries;
+            if s.strict {
+                return Some((e.first()?.time, e.last()?.time));
+            }
+            let min = e.iter().map(|x| x.time).min()?;
+            let max = e.iter().map(|x| x.time).max()?;
+            Some((min, max))
+        };
+        match self.layered {
+            None => bounds(self.series),
+            Some((l, u)) => (0..l.tables.len())
+                .filter_map(|layer| l.series_in(u, layer).and_then(bounds))
+                .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1))),
+        }
+    }
+
     /// Every point of the series.
     pub fn scan(&self) -> SeriesScan<'a> {
         if let Some((l, u)) = self.layered {
@@ -136,9 +156,28 @@ impl<'a> SeriesRef<'a> {
     /// like any other: a strictly increasing series finds it by binary search.
     pub fn scan_last(&self, min: i64, max: i64) -> SeriesScan<'a> {
         if let Some((l, u)) = self.layered {
-            let mut scan = SeriesScan::layered(l, u, Some((min, max)), (self.table, self.series));
-            scan.keep_last();
-            return scan;
+            // The latest time in range over the layers (a binary search in each strict one),
+            // then only the writes at that time, merged.
+            let latest = (0..l.tables.len())
+                .filter_map(|layer| {
+                    let s = l.series_in(u, layer)?;
+                    let all = &s.entries;
+                    if s.strict {
+                        let hi = all.partition_point(|e| e.time < max);
+                        let t = all.get(hi.checked_sub(1)?)?.time;
+                        return (t >= min).then_some(t);
+                    }
+                    all.iter()
+                        .map(|e| e.time)
+                        .filter(|&t| t >= min && t < max)
+                        .max()
+                })
+                .max();
+            let range = match latest {
+                Some(t) => (t, t.saturating_add(1)),
+                None => (max, max),
+            };
+            return SeriesScan::layered(l, u, Some(range), (self.table, self.series));
         }
         if self.series.strict {
             let all = &self.series.entries;
@@ -283,12 +322,14 @@ impl<'a> SeriesScan<'a> {
         }
         let rows = entries.iter().map(|(e, _)| e.row).collect();
         let row_layers = entries.iter().map(|&(_, l)| l).collect();
+        // No time twice: nothing to merge (the usual case: layers hold different times).
+        let merged = time.len() < entries.len();
         SeriesScan {
             table,
             key: &series.key,
             time,
             rows,
-            group_ends: Some(ends),
+            group_ends: merged.then_some(ends),
             truncated: false,
             columns: vec![OnceCell::new(); layered.columns.len()],
             layers: Some((layered, row_layers)),
@@ -402,6 +443,18 @@ impl<'a> SeriesScan<'a> {
     /// Union column `i` over the layers: per point the newest write with a value.
     fn gather_layered(&self, layered: &Layered<'_>, row_layers: &[u16], i: usize) -> ColumnData {
         let value_type = layered.columns[i].value_type;
+        if self.group_ends.is_none() {
+            let dense = match value_type {
+                ValueType::Float => self.gather_runs::<f64>(layered, row_layers, i),
+                ValueType::Integer => self.gather_runs::<i64>(layered, row_layers, i),
+                ValueType::Unsigned => self.gather_runs::<u64>(layered, row_layers, i),
+                ValueType::Boolean => self.gather_runs::<bool>(layered, row_layers, i),
+                ValueType::String => None,
+            };
+            if let Some(dense) = dense {
+                return dense;
+            }
+        }
         let mut out = ColumnData::empty(value_type);
         out.reserve(self.len(), 0);
         let mut start = 0;
@@ -417,6 +470,31 @@ impl<'a> SeriesScan<'a> {
             start = end;
         }
         out
+    }
+
+    /// Without merges: column `i` gathered densely, one run of rows of one layer at a time;
+    /// None if some run has nulls or a layer lacks the column (the general path handles it).
+    fn gather_runs<T: super::column::Primitive>(
+        &self,
+        layered: &Layered<'_>,
+        row_layers: &[u16],
+        i: usize,
+    ) -> Option<ColumnData> {
+        let mut out: Vec<T> = Vec::with_capacity(self.rows.len());
+        let mut start = 0;
+        while start < self.rows.len() {
+            let layer = row_layers[start];
+            let end = start
+                + row_layers[start..]
+                    .iter()
+                    .take_while(|&&l| l == layer)
+                    .count();
+            let column = layered.maps[layer as usize][i]?;
+            let data = &layered.tables[layer as usize].data[column as usize];
+            out.extend(data.gather_dense::<T>(&self.rows[start..end])?);
+            start = end;
+        }
+        Some(ColumnData::from_values(out))
     }
 
     /// (point, end in `rows` of its group), for every point.
