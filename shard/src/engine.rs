@@ -652,6 +652,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
                     series: encoded.series,
                     bytes: encoded.bytes.len() as u64,
                     flushed_seq: checkpoint,
+                    footer_crc32c: encoded.footer_crc32c,
                 });
             }
         }
@@ -920,6 +921,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
                 series: e.series,
                 bytes: e.bytes.len() as u64,
                 flushed_seq,
+                footer_crc32c: e.footer_crc32c,
             });
         }
         let ids: Vec<u64> = run.iter().map(|s| s.id).collect();
@@ -1120,7 +1122,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         let read = segment::read(
             &self.storage,
             &path,
-            meta.bytes,
+            (meta.bytes, meta.footer_crc32c),
             fields.as_deref(),
             tag_filters,
         )

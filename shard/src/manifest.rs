@@ -56,6 +56,8 @@ pub struct SegmentMeta {
     pub bytes: u64,
     /// The WAL checkpoint of the flush that wrote it: every record it holds came before.
     pub flushed_seq: u64,
+    /// CRC-32C of the file's footer (which holds each column chunk's CRC-32C).
+    pub footer_crc32c: u32,
 }
 
 impl SegmentMeta {
@@ -228,6 +230,7 @@ mod tests {
                 series: 2,
                 bytes: 1234,
                 flushed_seq: 42,
+                footer_crc32c: 0xdead_beef,
             }],
             tombstones: vec![Tombstone {
                 seq: 40,

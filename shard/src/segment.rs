@@ -67,6 +67,17 @@ const TAIL_GUESS_BYTES: u64 = 64 * 1024;
 const FORMAT_VERSION: &str = "1";
 const ZSTD_LEVEL: i32 = 1;
 
+/// Key-value metadata key of the column chunks' CRC-32C (JSON: per row group, per column).
+const CHUNK_CRC_KEY: &str = "chronoshard.chunk_crc32c";
+
+/// The footer of a Parquet file's bytes: its metadata, their length and the magic.
+fn footer(bytes: &[u8]) -> Option<&[u8]> {
+    let n = bytes.len();
+    let len_bytes: [u8; 4] = bytes.get(n.checked_sub(8)?..n - 4)?.try_into().ok()?;
+    let meta_len = u32::from_le_bytes(len_bytes) as usize;
+    bytes.get(n.checked_sub(meta_len + 8)?..)
+}
+
 pub const TIME_COLUMN: &str = "time";
 pub const SERIES_ID_COLUMN: &str = "_series_id";
 pub const SERIES_HASH_COLUMN: &str = "_series_hash";
@@ -102,6 +113,10 @@ impl SegmentError {
 #[derive(Debug)]
 pub struct Encoded {
     pub bytes: Vec<u8>,
+    /// CRC-32C of the footer (the Parquet metadata, its length and the magic): the manifest
+    /// keeps it, so every byte a read relies on is checked (the footer lists each column
+    /// chunk's own CRC-32C).
+    pub footer_crc32c: u32,
     pub rows: u64,
     pub series: u64,
     pub min_time: i64,
@@ -416,13 +431,40 @@ impl Encoder {
         if self.builders.rows > 0 {
             self.write_batch()?;
         }
+        self.writer.flush().map_err(|e| self.encode_err(e))?;
+        // Out of the writer's buffer into the Vec, so the chunks can be read back.
+        self.writer
+            .sync()
+            .map_err(|e| self.encode_err(parquet::errors::ParquetError::External(Box::new(e))))?;
+        // Every column chunk's CRC-32C, per row group, in the footer's key-value metadata.
+        let written: &Vec<u8> = self.writer.inner();
+        let crcs: Vec<Vec<u32>> = self
+            .writer
+            .flushed_row_groups()
+            .iter()
+            .map(|rg| {
+                rg.columns()
+                    .iter()
+                    .map(|c| {
+                        let (start, len) = c.byte_range();
+                        let range = start as usize..(start + len) as usize;
+                        written.get(range).map_or(0, crc32c::crc32c)
+                    })
+                    .collect()
+            })
+            .collect();
+        let crcs = serde_json::to_string(&crcs).unwrap_or_default();
+        self.writer
+            .append_key_value_metadata(KeyValue::new(CHUNK_CRC_KEY.to_string(), crcs));
         let path = self.path.clone();
         let bytes = self
             .writer
             .into_inner()
             .map_err(|source| SegmentError::Encode { path, source })?;
+        let footer_crc32c = footer(&bytes).map_or(0, crc32c::crc32c);
         Ok(Some(Encoded {
             bytes,
+            footer_crc32c,
             rows: self.rows,
             series: u64::from(self.series),
             min_time: self.min_time,
@@ -564,7 +606,7 @@ fn may_match(
 pub async fn read<S: Storage>(
     storage: &S,
     path: &str,
-    len: u64,
+    (len, footer_crc32c): (u64, u32),
     fields: Option<&[String]>,
     tag_filters: &[(String, Vec<String>)],
 ) -> Result<ReadSegment, SegmentError> {
@@ -606,6 +648,17 @@ pub async fn read<S: Storage>(
             .read_at(len - meta_len - 8, (meta_len + 8) as usize)
             .await?;
     }
+    let footer_bytes = &tail[tail.len() - 8 - meta_len as usize..];
+    let found = crc32c::crc32c(footer_bytes);
+    if found != footer_crc32c {
+        return Err(SegmentError::invalid(
+            path,
+            format!(
+                "footer checksum mismatch over bytes {}..{len}: the manifest has {footer_crc32c:08x}, the file {found:08x}",
+                len - meta_len - 8
+            ),
+        ));
+    }
     let meta_bytes = &tail[tail.len() - 8 - meta_len as usize..tail.len() - 8];
     let decode_err = |source| SegmentError::Decode {
         path: path.to_string(),
@@ -630,6 +683,9 @@ pub async fn read<S: Storage>(
             "not a chronoshard segment of version 1",
         ));
     }
+    let chunk_crcs: Vec<Vec<u32>> = kv(CHUNK_CRC_KEY)
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| SegmentError::invalid(path, "no column chunk checksums in its metadata"))?;
     let tags: Vec<String> = kv("chronoshard.tags")
         .and_then(|t| serde_json::from_str(&t).ok())
         .ok_or_else(|| SegmentError::invalid(path, "no tag list in its metadata"))?;
@@ -677,6 +733,18 @@ pub async fn read<S: Storage>(
             let bytes = file.read_at(start, chunk_len as usize).await?;
             if bytes.len() as u64 != chunk_len {
                 return Err(SegmentError::invalid(path, "a column chunk is cut short"));
+            }
+            let want = chunk_crcs.get(i).and_then(|r| r.get(c)).copied();
+            let found = crc32c::crc32c(&bytes);
+            if want != Some(found) {
+                return Err(SegmentError::invalid(
+                    path,
+                    format!(
+                        "checksum mismatch in row group {i}, column {c} (bytes {start}..{}): stored {}, computed {found:08x}",
+                        start + chunk_len,
+                        want.map_or("none".to_string(), |w| format!("{w:08x}"))
+                    ),
+                ));
             }
             ranges.insert(start, Bytes::from(bytes));
         }

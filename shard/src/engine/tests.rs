@@ -402,22 +402,32 @@ fn tag_filters_prune_row_groups_and_answer_exactly() {
         let none = crate::segment::read(
             &storage,
             &seg.path(),
-            seg.bytes,
+            (seg.bytes, seg.footer_crc32c),
             None,
             &filter("host", "zzz"),
         )
         .await
         .expect("read");
         assert!(!none.is_whole(), "host = 'zzz' is past every host");
-        let no_tag =
-            crate::segment::read(&storage, &seg.path(), seg.bytes, None, &filter("dc", "x"))
-                .await
-                .expect("read");
+        let no_tag = crate::segment::read(
+            &storage,
+            &seg.path(),
+            (seg.bytes, seg.footer_crc32c),
+            None,
+            &filter("dc", "x"),
+        )
+        .await
+        .expect("read");
         assert!(!no_tag.is_whole(), "no series has tag dc");
-        let some =
-            crate::segment::read(&storage, &seg.path(), seg.bytes, None, &filter("host", "c"))
-                .await
-                .expect("read");
+        let some = crate::segment::read(
+            &storage,
+            &seg.path(),
+            (seg.bytes, seg.footer_crc32c),
+            None,
+            &filter("host", "c"),
+        )
+        .await
+        .expect("read");
         assert!(some.is_whole());
         for (tag, value) in [("host", "c"), ("region", "eu"), ("zone", "nope")] {
             let mut request = ScanRequest::new("cnosdb", "public", "cpu");
@@ -428,5 +438,71 @@ fn tag_filters_prune_row_groups_and_answer_exactly() {
                 "{tag} = {value}"
             );
         }
+    });
+}
+
+/// A flipped byte anywhere a read uses (a column chunk, the footer) is caught by a checksum and
+/// fails the read with the file and the place; nothing wrong is returned.
+#[test]
+fn a_flipped_byte_in_a_segment_fails_the_read_never_the_answer() {
+    test_executor().run(async {
+        let storage = SimStorage::new();
+        let (engine, _) = Engine::open_on(storage.clone(), options())
+            .await
+            .expect("open");
+        let engine = Rc::new(engine);
+        let mut seed = 5_u64;
+        let b = random_batch(&mut seed, 100);
+        engine.write(&write_of(&b)).await.expect("write");
+        engine.flush(ONE_PARTITION).await.expect("flush");
+        let seg = engine.segments().remove(0);
+        let meta = (seg.bytes, seg.footer_crc32c);
+        let clean = crate::segment::read(&storage, &seg.path(), meta, None, &[]).await;
+        let len = seg.bytes as usize;
+        // The bytes a read uses: every column chunk and the footer (the page index between
+        // them is written by the Parquet writer and never read by us).
+        let file = crate::io::Storage::open(&storage, &seg.path(), false)
+            .await
+            .expect("open");
+        let bytes = crate::io::StorageFile::read_at(&file, 0, len)
+            .await
+            .expect("read");
+        let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes::Bytes::from(bytes.clone()))
+            .expect("metadata");
+        let meta_len = u32::from_le_bytes(bytes[len - 8..len - 4].try_into().expect("4")) as usize;
+        let mut used: Vec<(usize, usize)> = vec![(len - meta_len - 8, len - 4)];
+        for rg in metadata.row_groups() {
+            for c in rg.columns() {
+                let (start, n) = c.byte_range();
+                used.push((start as usize, (start + n) as usize));
+            }
+        }
+        let decoded = |r: crate::segment::ReadSegment| -> Vec<TableBatch> {
+            r.batches()
+                .expect("batches")
+                .map(|b| b.expect("batch"))
+                .collect()
+        };
+        let want = decoded(clean.expect("clean read"));
+        let mut checked = 0;
+        for at in (4..len - 4).step_by(5) {
+            let copy = storage.snapshot();
+            copy.corrupt(&seg.path(), |bytes| bytes[at] ^= 0x10);
+            let read = crate::segment::read(&copy, &seg.path(), meta, None, &[]).await;
+            if !used.iter().any(|&(a, b)| a <= at && at < b) {
+                // Unused by reads: the answer is the clean one.
+                assert_eq!(decoded(read.expect("read")), want, "byte {at}");
+                continue;
+            }
+            checked += 1;
+            let Err(e) = read else {
+                panic!("byte {at} of {len} flipped and the read passed");
+            };
+            let text = e.to_string();
+            assert!(text.contains(&seg.path()), "{text}");
+            assert!(text.contains("checksum"), "{text}");
+        }
+        assert!(checked * 2 > len / 5, "most bytes are read and checked");
     });
 }
