@@ -938,17 +938,26 @@ impl<S: Storage + Clone + 'static> Engine<S> {
     }
 
     /// Drops every segment whose points are all older than its database's cutoff
-    /// (`cutoff(tenant, database)`, in the database's unit; None: no retention).
+    /// (`cutoff(tenant, database)`, in the database's unit; None: no retention), and every
+    /// segment of a dropped table or database (its tombstone removes the whole table).
     pub async fn expire(
         &self,
         cutoff: &dyn Fn(&str, &str) -> Option<i64>,
     ) -> Result<CompactSummary, EngineError> {
+        let dropped = |s: &SegmentMeta| {
+            self.tombstones
+                .borrow()
+                .iter()
+                .any(|t| t.delete().drops_tables() && t.applies_to(s))
+        };
         let expired: Vec<SegmentMeta> = self
             .manifest
             .borrow()
             .segments
             .iter()
-            .filter(|s| cutoff(&s.tenant, &s.database).is_some_and(|c| s.max_time < c))
+            .filter(|s| {
+                cutoff(&s.tenant, &s.database).is_some_and(|c| s.max_time < c) || dropped(s)
+            })
             .cloned()
             .collect();
         if expired.is_empty() {

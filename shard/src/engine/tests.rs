@@ -506,3 +506,36 @@ fn a_flipped_byte_in_a_segment_fails_the_read_never_the_answer() {
         assert!(checked * 2 > len / 5, "most bytes are read and checked");
     });
 }
+
+/// DROP TABLE's delete removes the table's segments from disk at the next expiry pass.
+#[test]
+fn a_dropped_table_gives_its_segments_back() {
+    test_executor().run(async {
+        let storage = SimStorage::new();
+        let (engine, _) = Engine::open_on(storage.clone(), options())
+            .await
+            .expect("open");
+        let engine = Rc::new(engine);
+        let mut seed = 9_u64;
+        let b = random_batch(&mut seed, 50);
+        engine.write(&write_of(&b)).await.expect("write");
+        engine.flush(ONE_PARTITION).await.expect("flush");
+        assert_eq!(engine.segments().len(), 1);
+        let drop_table = Delete {
+            tenant: "cnosdb".into(),
+            database: "public".into(),
+            table: Some("cpu".into()),
+            tag_filters: Vec::new(),
+            time: (i64::MIN, i64::MAX),
+        };
+        engine.delete(&drop_table).await.expect("drop");
+        assert_eq!(read_all(&engine).await, "", "dropped");
+        let s = engine.expire(&|_, _| None).await.expect("expire");
+        assert_eq!(s.removed, 1);
+        assert!(engine.segments().is_empty());
+        let files = crate::io::Storage::list(&storage, crate::manifest::SEGMENTS_DIR)
+            .await
+            .expect("list");
+        assert!(files.is_empty(), "{files:?}");
+    });
+}
