@@ -539,3 +539,29 @@ fn a_dropped_table_gives_its_segments_back() {
         assert!(files.is_empty(), "{files:?}");
     });
 }
+
+#[test]
+#[ignore = "benchmark: cargo test -p chronoshard-shard --release segment_encode -- --ignored --nocapture"]
+fn bench_segment_encode_rate() {
+    let (m, _) = crate::scan::tests::tsbs_memtable(1000, 1000);
+    let scan = m.scan("cnosdb", "public", "cpu").expect("table");
+    let series = crate::segment::sorted_series(&scan);
+    let mut best = f64::MAX;
+    let mut bytes = 0;
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        let e = crate::segment::encode(&scan, &series, (i64::MIN, i64::MAX), "bench")
+            .expect("encode")
+            .expect("rows");
+        best = best.min(start.elapsed().as_secs_f64());
+        bytes = e.bytes.len();
+    }
+    println!(
+        "segment encode, TSBS cpu-only (1000 series x 1000 points, 10 tags, 10 i64 fields): \
+         best of 3 {:.0} ms = {:.2} M rows/s ({:.0} ns/row), {bytes} bytes = {:.3} bytes/point",
+        best * 1e3,
+        1e6 / best / 1e6,
+        best * 1e9 / 1e6,
+        bytes as f64 / 1e7
+    );
+}
