@@ -662,20 +662,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         next.wal_checkpoint = checkpoint;
         next.next_segment = next_id;
         next.segments.extend(written);
-        next.tombstones = self
-            .tombstones
-            .borrow()
-            .iter()
-            .filter(|t| next.segments.iter().any(|s| t.applies_to(s)))
-            .cloned()
-            .collect();
-        next.store(&self.storage).await?;
-        // Tombstones that hit no live segment are done with (a delete logged during the store
-        // is kept if it hits one of the new segments; if not, it has nothing to remove).
-        self.tombstones
-            .borrow_mut()
-            .retain(|t| next.segments.iter().any(|s| t.applies_to(s)));
-        *self.manifest.borrow_mut() = next;
+        self.install(next).await?;
         // The frozen memtable's rows are now in segments: new reads use those.
         *self.frozen.borrow_mut() = None;
         summary.wal_segments_removed = self.wal.remove_segments_before(checkpoint).await? as u64;
@@ -998,6 +985,25 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         }
         next.version += 1;
         next.next_segment = next_segment;
+        self.install(next).await?;
+        self.cache.borrow_mut().drop_where(|id| ids.contains(&id));
+        // A read that listed a removed segment but has not loaded it yet must finish loading
+        // before the file goes (reads that loaded it hold it in memory).
+        let deadline = Instant::now() + UNPIN_WAIT;
+        while Instant::now() < deadline && self.loading_any(ids) {
+            Timer::new(Duration::from_millis(ROOM_POLL_MS)).await;
+        }
+        for id in ids {
+            self.storage.remove(&manifest::segment_path(*id)).await?;
+        }
+        self.storage.sync_dir(manifest::SEGMENTS_DIR).await?;
+        Ok(())
+    }
+
+    /// Makes `next` (with the tombstones that hit one of its segments) the durable manifest.
+    /// Tombstones that hit no live segment are done with: a delete logged during the store is
+    /// kept if it hits one of the new segments, and if not, it has nothing to remove.
+    async fn install(&self, mut next: Manifest) -> Result<(), EngineError> {
         next.tombstones = self
             .tombstones
             .borrow()
@@ -1010,17 +1016,6 @@ impl<S: Storage + Clone + 'static> Engine<S> {
             .borrow_mut()
             .retain(|t| next.segments.iter().any(|s| t.applies_to(s)));
         *self.manifest.borrow_mut() = next;
-        self.cache.borrow_mut().drop_where(|id| ids.contains(&id));
-        // A read that listed a removed segment but has not loaded it yet must finish loading
-        // before the file goes (reads that loaded it hold it in memory).
-        let deadline = Instant::now() + UNPIN_WAIT;
-        while Instant::now() < deadline && self.loading_any(ids) {
-            Timer::new(Duration::from_millis(ROOM_POLL_MS)).await;
-        }
-        for id in ids {
-            self.storage.remove(&manifest::segment_path(*id)).await?;
-        }
-        self.storage.sync_dir(manifest::SEGMENTS_DIR).await?;
         Ok(())
     }
 

@@ -20,6 +20,15 @@ fn options() -> EngineOptions {
     EngineOptions::new("sim")
 }
 
+/// An engine on a fresh simulated disk.
+async fn open_sim() -> (SimStorage, Rc<Engine<SimStorage>>) {
+    let storage = SimStorage::new();
+    let (engine, _) = Engine::open_on(storage.clone(), options())
+        .await
+        .expect("open");
+    (storage, Rc::new(engine))
+}
+
 /// Random rows over 6 series with every field type, duplicate and out-of-order times.
 fn random_batch(seed: &mut u64, rows: usize) -> TableBatch {
     const HOSTS: [&[(&str, &str)]; 6] = [
@@ -132,11 +141,7 @@ fn write_of(t: &TableBatch) -> WriteBatch {
 #[test]
 fn reads_across_flushes_equal_one_memtable() {
     test_executor().run(async {
-        let storage = SimStorage::new();
-        let (engine, _) = Engine::open_on(storage.clone(), options())
-            .await
-            .expect("open");
-        let engine = Rc::new(engine);
+        let (storage, engine) = open_sim().await;
         let mut model = Memtable::new(usize::MAX);
         let mut seed = 0x5eed_u64;
         for round in 0..4 {
@@ -190,10 +195,7 @@ fn reads_across_flushes_equal_one_memtable() {
 #[test]
 fn a_flush_writes_one_segment_per_time_partition() {
     test_executor().run(async {
-        let (engine, _) = Engine::open_on(SimStorage::new(), options())
-            .await
-            .expect("open");
-        let engine = Rc::new(engine);
+        let (_, engine) = open_sim().await;
         let mut model = Memtable::new(usize::MAX);
         let mut seed = 99_u64;
         let b = random_batch(&mut seed, 300);
@@ -218,11 +220,7 @@ fn a_flush_writes_one_segment_per_time_partition() {
 #[test]
 fn a_crash_anywhere_in_a_flush_loses_and_duplicates_nothing() {
     test_executor().run(async {
-        let storage = SimStorage::new();
-        let (engine, _) = Engine::open_on(storage.clone(), options())
-            .await
-            .expect("open");
-        let engine = Rc::new(engine);
+        let (storage, engine) = open_sim().await;
         let mut model = Memtable::new(usize::MAX);
         let mut seed = 42_u64;
         for _ in 0..3 {
@@ -282,11 +280,7 @@ fn a_segment_is_plain_parquet() {
 #[test]
 fn a_delete_during_a_flush_removes_the_flushed_points() {
     test_executor().run(async {
-        let storage = SimStorage::new();
-        let (engine, _) = Engine::open_on(storage.clone(), options())
-            .await
-            .expect("open");
-        let engine = Rc::new(engine);
+        let (storage, engine) = open_sim().await;
         let mut model = Memtable::new(usize::MAX);
         let mut seed = 1234_u64;
         for _ in 0..4 {
@@ -325,11 +319,7 @@ fn a_delete_during_a_flush_removes_the_flushed_points() {
 #[test]
 fn compaction_keeps_every_answer_and_survives_a_crash_anywhere() {
     test_executor().run(async {
-        let storage = SimStorage::new();
-        let (engine, _) = Engine::open_on(storage.clone(), options())
-            .await
-            .expect("open");
-        let engine = Rc::new(engine);
+        let (storage, engine) = open_sim().await;
         let mut model = Memtable::new(usize::MAX);
         let mut seed = 777_u64;
         for round in 0..5 {
@@ -386,11 +376,7 @@ fn compaction_keeps_every_answer_and_survives_a_crash_anywhere() {
 #[test]
 fn tag_filters_prune_row_groups_and_answer_exactly() {
     test_executor().run(async {
-        let storage = SimStorage::new();
-        let (engine, _) = Engine::open_on(storage.clone(), options())
-            .await
-            .expect("open");
-        let engine = Rc::new(engine);
+        let (storage, engine) = open_sim().await;
         let mut model = Memtable::new(usize::MAX);
         let mut seed = 31_u64;
         let b = random_batch(&mut seed, 120);
@@ -446,11 +432,7 @@ fn tag_filters_prune_row_groups_and_answer_exactly() {
 #[test]
 fn a_flipped_byte_in_a_segment_fails_the_read_never_the_answer() {
     test_executor().run(async {
-        let storage = SimStorage::new();
-        let (engine, _) = Engine::open_on(storage.clone(), options())
-            .await
-            .expect("open");
-        let engine = Rc::new(engine);
+        let (storage, engine) = open_sim().await;
         let mut seed = 5_u64;
         let b = random_batch(&mut seed, 100);
         engine.write(&write_of(&b)).await.expect("write");
@@ -511,11 +493,7 @@ fn a_flipped_byte_in_a_segment_fails_the_read_never_the_answer() {
 #[test]
 fn a_dropped_table_gives_its_segments_back() {
     test_executor().run(async {
-        let storage = SimStorage::new();
-        let (engine, _) = Engine::open_on(storage.clone(), options())
-            .await
-            .expect("open");
-        let engine = Rc::new(engine);
+        let (storage, engine) = open_sim().await;
         let mut seed = 9_u64;
         let b = random_batch(&mut seed, 50);
         engine.write(&write_of(&b)).await.expect("write");
