@@ -10,6 +10,31 @@
 
 use std::cell::OnceCell;
 
+/// `$e` with `T` the Rust type of a primitive value type; None for strings (no dense form).
+macro_rules! by_primitive {
+    ($value_type:expr, |$t:ident| $e:expr) => {
+        match $value_type {
+            ValueType::Float => {
+                type $t = f64;
+                $e
+            }
+            ValueType::Integer => {
+                type $t = i64;
+                $e
+            }
+            ValueType::Unsigned => {
+                type $t = u64;
+                $e
+            }
+            ValueType::Boolean => {
+                type $t = bool;
+                $e
+            }
+            ValueType::String => None,
+        }
+    };
+}
+
 use super::column::{ColumnData, ColumnRef, Value};
 use super::table::{Column, Entry, Series, Table};
 use crate::batch::{SeriesKey, ValueType};
@@ -407,21 +432,9 @@ impl<'a> SeriesScan<'a> {
         let data = &self.table.data[i];
         let value_type = self.table.columns[i].value_type;
         if self.group_ends.is_none() {
-            let dense = match value_type {
-                ValueType::Float => data
-                    .gather_dense::<f64>(&self.rows)
-                    .map(ColumnData::from_values),
-                ValueType::Integer => data
-                    .gather_dense::<i64>(&self.rows)
-                    .map(ColumnData::from_values),
-                ValueType::Unsigned => data
-                    .gather_dense::<u64>(&self.rows)
-                    .map(ColumnData::from_values),
-                ValueType::Boolean => data
-                    .gather_dense::<bool>(&self.rows)
-                    .map(ColumnData::from_values),
-                ValueType::String => None,
-            };
+            let dense = by_primitive!(value_type, |T| data
+                .gather_dense::<T>(&self.rows)
+                .map(ColumnData::from_values));
             if let Some(dense) = dense {
                 return dense;
             }
@@ -444,13 +457,8 @@ impl<'a> SeriesScan<'a> {
     fn gather_layered(&self, layered: &Layered<'_>, row_layers: &[u16], i: usize) -> ColumnData {
         let value_type = layered.columns[i].value_type;
         if self.group_ends.is_none() {
-            let dense = match value_type {
-                ValueType::Float => self.gather_runs::<f64>(layered, row_layers, i),
-                ValueType::Integer => self.gather_runs::<i64>(layered, row_layers, i),
-                ValueType::Unsigned => self.gather_runs::<u64>(layered, row_layers, i),
-                ValueType::Boolean => self.gather_runs::<bool>(layered, row_layers, i),
-                ValueType::String => None,
-            };
+            let dense = by_primitive!(value_type, |T| self
+                .gather_runs::<T>(layered, row_layers, i));
             if let Some(dense) = dense {
                 return dense;
             }
