@@ -76,6 +76,7 @@ impl ApiError {
                 QueryError::DataFusion(_) => (422, "010001"),
                 QueryError::NotUtf8 => (422, "040015"),
                 QueryError::RuntimeGone => (503, "040022"),
+                QueryError::Storage(_) => (500, "020001"),
                 QueryError::Timeout { .. } => (500, "000002"),
                 QueryError::NotImplemented(_) => (422, "010005"),
                 QueryError::Semantic(_) => (422, "010003"),

@@ -56,6 +56,8 @@ pub enum QueryError {
     DataFusion(String),
     #[error("query runtime is gone (shutting down)")]
     RuntimeGone,
+    #[error("storage: {0}")]
+    Storage(String),
     #[error("the query body is not valid UTF-8")]
     NotUtf8,
     #[error("query timed out after {ms} ms")]
@@ -221,6 +223,13 @@ pub fn datafusion_error(e: DataFusionError) -> QueryError {
     while let Some(c) = cause {
         if let Some(panic) = c.downcast_ref::<FragmentPanic>() {
             return QueryError::Internal(panic.to_string());
+        }
+        // A shard's storage failed under the query (a damaged segment, a read error): the
+        // server's fault, not the query's.
+        if let Some(e @ shard_local::LocalError::Engine { .. }) =
+            c.downcast_ref::<shard_local::LocalError>()
+        {
+            return QueryError::Storage(e.to_string());
         }
         cause = c.source();
     }

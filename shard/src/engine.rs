@@ -38,7 +38,7 @@
 //! oldest is evicted past it, and its next step fails.
 
 use std::cell::{Cell, Ref, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -109,7 +109,7 @@ pub enum EngineError {
     Replay { seq: u64, source: batch::BatchError },
     #[error("memtable: {0}")]
     Memtable(#[from] crate::memtable::MemtableError),
-    #[error("flush: {0}")]
+    #[error("{0}")]
     Segment(#[from] SegmentError),
     #[error("{0}")]
     Manifest(#[from] ManifestError),
@@ -121,6 +121,8 @@ pub enum EngineError {
     ReadGone(u64),
     #[error("reading segment {id} ({path}): {why}")]
     SegmentRead { id: u64, path: String, why: String },
+    #[error("reading table {table}: {why}")]
+    ReadFailed { table: String, why: String },
 }
 
 /// What an engine holds, for /metrics and tests.
@@ -318,7 +320,7 @@ pub struct Engine<S: Storage + Clone + 'static = DmaStorage> {
     /// Every tombstone that may apply to a live segment: the manifest's and newer ones.
     tombstones: RefCell<Vec<Tombstone>>,
     /// Sequence numbers appended but not yet applied to the memtable.
-    inflight: RefCell<BTreeMap<u64, ()>>,
+    inflight: RefCell<BTreeSet<u64>>,
     /// Bytes admitted but not yet in the memtable (their WAL append is in flight).
     reserved: Cell<usize>,
     flushing: Cell<bool>,
@@ -330,7 +332,7 @@ pub struct Engine<S: Storage + Clone + 'static = DmaStorage> {
 }
 
 /// Removes an in-flight sequence number however the write ends.
-struct Inflight<'a>(&'a RefCell<BTreeMap<u64, ()>>, u64);
+struct Inflight<'a>(&'a RefCell<BTreeSet<u64>>, u64);
 
 impl Drop for Inflight<'_> {
     fn drop(&mut self) {
@@ -421,7 +423,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
             frozen_at: Cell::new(0),
             manifest: RefCell::new(manifest),
             tombstones: RefCell::new(tombstones),
-            inflight: RefCell::new(BTreeMap::new()),
+            inflight: RefCell::new(BTreeSet::new()),
             reserved: Cell::new(0),
             flushing: Cell::new(false),
             flushes: Cell::new(0),
@@ -460,7 +462,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
     /// flight (a freeze's checkpoint stays at or before it) until the caller has applied it.
     async fn append(&self, payload: &[u8]) -> Result<Inflight<'_>, EngineError> {
         let seq = self.wal.append_unconfirmed(payload).await?;
-        self.inflight.borrow_mut().insert(seq, ());
+        self.inflight.borrow_mut().insert(seq);
         let guard = Inflight(&self.inflight, seq);
         self.wal.confirm(seq).await?;
         Ok(guard)
@@ -683,8 +685,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         let checkpoint = self
             .inflight
             .borrow()
-            .keys()
-            .next()
+            .first()
             .copied()
             .unwrap_or(self.wal.last_seq() + 1);
         let full = self.memtable.borrow_mut().take();
@@ -1216,9 +1217,8 @@ impl<S: Storage + Clone + 'static> Engine<S> {
                 return Poll::Ready(Err(EngineError::ReadGone(id)));
             };
             if let Some(e) = &read.error {
-                return Poll::Ready(Err(EngineError::SegmentRead {
-                    id,
-                    path: read.table.clone(),
+                return Poll::Ready(Err(EngineError::ReadFailed {
+                    table: read.table.clone(),
                     why: e.clone(),
                 }));
             }
