@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -288,6 +288,7 @@ pub fn run(args: &WriteArgs) -> Result<(), WriteError> {
         eprintln!("warning: {} is not a loopback address", cfg.target.addr);
     }
     let show = !args.no_progress && io::stderr().is_terminal();
+    wait_ready(&cfg);
     let progress = crate::progress::bar(show, cfg.planned_rows(), "rows", "eta {eta}");
     let result = run_write(&cfg, &progress);
     progress.finish_and_clear();
@@ -529,6 +530,35 @@ struct Batch {
 }
 
 /// Runs the producer and the connection threads; returns when every batch is done.
+/// How long `run_write` waits for a server that answers writes with 503 (replaying its WAL).
+const READY_WAIT: Duration = Duration::from_secs(120);
+
+/// Waits until an empty write is answered with anything but 503: a server answers `/ping`
+/// while it replays its WAL, but refuses writes with 503 until every shard is ready, and a
+/// load started too early would count its first batches as errors. Connection failures and a
+/// server still not ready after `READY_WAIT` are left to the load itself to report.
+fn wait_ready(cfg: &WriteConfig) {
+    let deadline = Instant::now() + READY_WAIT;
+    let mut probe = cfg.head.clone();
+    probe.extend_from_slice(b"Content-Length: 0\r\nConnection: close\r\n\r\n");
+    while Instant::now() < deadline {
+        let status = (|| -> io::Result<Vec<u8>> {
+            let mut conn = TcpStream::connect_timeout(&cfg.target.addr, READY_POLL)?;
+            conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+            conn.write_all(&probe)?;
+            let mut head = [0u8; 12];
+            conn.read_exact(&mut head)?;
+            Ok(head.to_vec())
+        })();
+        match status {
+            Ok(head) if head.starts_with(b"HTTP/1.1 503") => thread::sleep(READY_POLL),
+            _ => return,
+        }
+    }
+}
+
+const READY_POLL: Duration = Duration::from_millis(100);
+
 pub fn run_write(cfg: &WriteConfig, progress: &ProgressBar) -> Result<WriteSummary, WriteError> {
     let cpu_before = cfg.pid.map(server_cpu_seconds).transpose()?;
     let started = Instant::now();
