@@ -325,6 +325,8 @@ pub struct Engine<S: Storage + Clone + 'static = DmaStorage> {
     reserved: Cell<usize>,
     flushing: Cell<bool>,
     flushes: Cell<u64>,
+    /// The manifest version at which no partition needed compaction.
+    compacted_at: Cell<Option<u64>>,
     reads: RefCell<BTreeMap<u64, Read>>,
     next_read: Cell<u64>,
     cache: RefCell<SegmentCache>,
@@ -427,6 +429,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
             reserved: Cell::new(0),
             flushing: Cell::new(false),
             flushes: Cell::new(0),
+            compacted_at: Cell::new(None),
             reads: RefCell::new(BTreeMap::new()),
             next_read: Cell::new(1),
             cache: RefCell::new(SegmentCache::default()),
@@ -850,8 +853,14 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         &self,
         partition: &dyn Fn(&str, &str) -> i64,
     ) -> Result<Option<CompactSummary>, EngineError> {
+        // Nothing to look at again until the segments change.
+        let version = self.manifest.borrow().version;
+        if self.compacted_at.get() == Some(version) {
+            return Ok(None);
+        }
         let run = self.compaction_run(partition);
         if run.is_empty() {
+            self.compacted_at.set(Some(version));
             return Ok(None);
         }
         let mut decoded = Vec::with_capacity(run.len());

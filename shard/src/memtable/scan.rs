@@ -439,13 +439,21 @@ impl<'a> SeriesScan<'a> {
                 return dense;
             }
         }
+        self.merged(value_type, |k| data.get(self.rows[k] as usize))
+    }
+
+    /// A column built point by point: each point takes the value of its group's latest write
+    /// that has one (`value_at(k)`: the value of entry `k` of `rows`, if any).
+    fn merged<'v>(
+        &self,
+        value_type: ValueType,
+        value_at: impl Fn(usize) -> Option<Value<'v>>,
+    ) -> ColumnData {
         let mut out = ColumnData::empty(value_type);
         out.reserve(self.len(), 0);
         let mut start = 0;
         for (point, end) in self.group_ends() {
-            // The group's latest write with a value wins.
-            let rows = &self.rows[start..end];
-            if let Some(v) = rows.iter().rev().find_map(|&r| data.get(r as usize)) {
+            if let Some(v) = (start..end).rev().find_map(&value_at) {
                 out.put_value(point, v);
             }
             start = end;
@@ -463,21 +471,11 @@ impl<'a> SeriesScan<'a> {
                 return dense;
             }
         }
-        let mut out = ColumnData::empty(value_type);
-        out.reserve(self.len(), 0);
-        let mut start = 0;
-        for (point, end) in self.group_ends() {
-            let found = (start..end).rev().find_map(|k| {
-                let layer = row_layers[k] as usize;
-                let column = layered.maps[layer][i]?;
-                layered.tables[layer].data[column as usize].get(self.rows[k] as usize)
-            });
-            if let Some(v) = found {
-                out.put_value(point, v);
-            }
-            start = end;
-        }
-        out
+        self.merged(value_type, |k| {
+            let layer = row_layers[k] as usize;
+            let column = layered.maps[layer][i]?;
+            layered.tables[layer].data[column as usize].get(self.rows[k] as usize)
+        })
     }
 
     /// Without merges: column `i` gathered densely, one run of rows of one layer at a time;
