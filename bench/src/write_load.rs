@@ -535,8 +535,9 @@ const READY_WAIT: Duration = Duration::from_secs(120);
 
 /// Waits until an empty write is answered with anything but 503: a server answers `/ping`
 /// while it replays its WAL, but refuses writes with 503 until every shard is ready, and a
-/// load started too early would count its first batches as errors. Connection failures and a
-/// server still not ready after `READY_WAIT` are left to the load itself to report.
+/// load started too early would count its first batches as errors. A refused connection (a
+/// server still starting) is waited for too; a server still not ready after `READY_WAIT` is
+/// left to the load itself to report.
 fn wait_ready(cfg: &WriteConfig) {
     let deadline = Instant::now() + READY_WAIT;
     let mut probe = cfg.head.clone();
@@ -551,8 +552,8 @@ fn wait_ready(cfg: &WriteConfig) {
             Ok(head.to_vec())
         })();
         match status {
-            Ok(head) if head.starts_with(b"HTTP/1.1 503") => thread::sleep(READY_POLL),
-            _ => return,
+            Ok(head) if !head.starts_with(b"HTTP/1.1 503") => return,
+            _ => thread::sleep(READY_POLL),
         }
     }
 }
