@@ -399,7 +399,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
                 Record::Delete(d) => {
                     memtable.delete(&d);
                     if !tombstones.iter().any(|t| t.seq == seq) {
-                        tombstones.push(Tombstone::new(seq, &d));
+                        tombstones.push(Tombstone { seq, delete: d });
                     }
                 }
             }
@@ -486,7 +486,10 @@ impl<S: Storage + Clone + 'static> Engine<S> {
         }
         // Kept even if no live segment is hit yet: a flush running now writes segments older
         // than this delete (pruned once the flush's manifest is in).
-        let tombstone = Tombstone::new(seq, delete);
+        let tombstone = Tombstone {
+            seq,
+            delete: delete.clone(),
+        };
         let hit: Vec<u64> = {
             let m = self.manifest.borrow();
             m.segments
@@ -945,7 +948,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
             self.tombstones
                 .borrow()
                 .iter()
-                .any(|t| t.delete().drops_tables() && t.applies_to(s))
+                .any(|t| t.delete.drops_tables() && t.applies_to(s))
         };
         let expired: Vec<SegmentMeta> = self
             .manifest
@@ -1153,7 +1156,7 @@ impl<S: Storage + Clone + 'static> Engine<S> {
             .iter()
             .filter(|t| t.applies_to(meta))
         {
-            m.delete(&t.delete());
+            m.delete(&t.delete);
         }
         Ok((Rc::new(m), whole))
     }

@@ -74,50 +74,28 @@ pub fn segment_path(id: u64) -> String {
 
 pub const SEGMENTS_DIR: &str = "segments";
 
-/// A delete that may remove points of live segments (those flushed before it).
+/// A delete that may remove points of live segments (those flushed before it). In the JSON,
+/// the delete's own fields sit beside `seq`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tombstone {
     /// The delete's WAL sequence number.
     pub seq: u64,
-    pub tenant: String,
-    pub database: String,
-    pub table: Option<String>,
-    pub tag_filters: Vec<(String, Vec<String>)>,
-    pub time: (i64, i64),
+    #[serde(flatten)]
+    pub delete: Delete,
 }
 
 impl Tombstone {
-    pub fn new(seq: u64, d: &Delete) -> Tombstone {
-        Tombstone {
-            seq,
-            tenant: d.tenant.clone(),
-            database: d.database.clone(),
-            table: d.table.clone(),
-            tag_filters: d.tag_filters.clone(),
-            time: d.time,
-        }
-    }
-
-    pub fn delete(&self) -> Delete {
-        Delete {
-            tenant: self.tenant.clone(),
-            database: self.database.clone(),
-            table: self.table.clone(),
-            tag_filters: self.tag_filters.clone(),
-            time: self.time,
-        }
-    }
-
     /// Whether it removes points of `segment`: the segment's table, and flushed before the
     /// delete was logged (a segment flushed after it already lacks what it deleted, and may
     /// hold points written after it).
     pub fn applies_to(&self, segment: &SegmentMeta) -> bool {
+        let d = &self.delete;
         segment.flushed_seq <= self.seq
-            && segment.tenant == self.tenant
-            && segment.database == self.database
-            && self.table.as_deref().is_none_or(|t| t == segment.table)
-            && self.time.0 <= segment.max_time
-            && self.time.1 > segment.min_time
+            && segment.tenant == d.tenant
+            && segment.database == d.database
+            && d.table.as_deref().is_none_or(|t| t == segment.table)
+            && d.time.0 <= segment.max_time
+            && d.time.1 > segment.min_time
     }
 }
 
@@ -234,11 +212,13 @@ mod tests {
             }],
             tombstones: vec![Tombstone {
                 seq: 40,
-                tenant: "cnosdb".into(),
-                database: "public".into(),
-                table: None,
-                tag_filters: vec![("host".into(), vec!["a".into()])],
-                time: (0, 10),
+                delete: Delete {
+                    tenant: "cnosdb".into(),
+                    database: "public".into(),
+                    table: None,
+                    tag_filters: vec![("host".into(), vec!["a".into()])],
+                    time: (0, 10),
+                },
             }],
         }
     }

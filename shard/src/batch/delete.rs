@@ -8,8 +8,8 @@
 
 use super::{put_str, put_u32, put_u64, BatchError, Reader};
 
-/// Points to remove.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Points to remove. Serialized (as JSON) inside the manifest's tombstones.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Delete {
     pub tenant: String,
     pub database: String,
